@@ -1,0 +1,79 @@
+"""Who may do what: the three roles of the product, in one place.
+
+- admin: a staff user (launches batches, sees everything, exports);
+- expert: a member of the ``experts`` group (votes in HV1/HV2/HV3);
+- consumer: a member of the ``consumers`` group (reads approved data over the API).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.http import HttpRequest
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+EXPERTS = "experts"
+CONSUMERS = "consumers"
+
+AnyUser = AbstractBaseUser | AnonymousUser
+
+
+def _in_group(user: AnyUser, group: str) -> bool:
+    if not user.is_authenticated:
+        return False
+    names = getattr(user, "_hilapp_groups", None)
+    if names is None:
+        names = set(user.groups.values_list("name", flat=True))  # type: ignore[union-attr]
+        user._hilapp_groups = names  # type: ignore[union-attr]
+    return group in names
+
+
+def is_admin(user: AnyUser) -> bool:
+    return bool(user.is_authenticated and user.is_staff)  # type: ignore[union-attr]
+
+
+def is_expert(user: AnyUser) -> bool:
+    return _in_group(user, EXPERTS)
+
+
+def is_consumer(user: AnyUser) -> bool:
+    return _in_group(user, CONSUMERS)
+
+
+def add_to_role(user: Any, group: str) -> None:
+    user.groups.add(Group.objects.get_or_create(name=group)[0])
+    if hasattr(user, "_hilapp_groups"):
+        del user._hilapp_groups
+
+
+def role_context(request: HttpRequest) -> dict[str, bool]:
+    """Template context: which navigation a page may show."""
+    user = request.user
+    return {"user_is_admin": is_admin(user), "user_is_expert": is_expert(user)}
+
+
+class IsAdmin(BasePermission):
+    message = "Admins only."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return is_admin(request.user)
+
+
+class IsExpert(BasePermission):
+    message = "Experts only."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return is_expert(request.user)
+
+
+class IsConsumerOrAbove(BasePermission):
+    """Consumers, experts and admins may read approved data."""
+
+    message = "Consumers, experts or admins only."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        return is_admin(user) or is_expert(user) or is_consumer(user)

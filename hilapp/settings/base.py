@@ -1,0 +1,245 @@
+"""All settings, read from the environment.
+
+Embedded mode (no DATABASE_URL, no CELERY_BROKER_URL): SQLite and a filesystem Celery broker under
+``var/``, a generated development SECRET_KEY, the offline ``sim`` providers. Anything else is
+production-like: SECRET_KEY must be given.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from hilapp.settings.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = Path(env_str("HILAPP_VAR_DIR") or BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+# --- Database -----------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'hilapp.sqlite3'}"
+try:
+    _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))
+except ValueError as exc:  # unknown scheme
+    raise ImproperlyConfigured(f"DATABASE_URL={DATABASE_URL!r}: {exc}") from exc
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and scheduler share one file: WAL lets readers run beside the writer, and
+    # IMMEDIATE transactions take the write lock up front so transitions serialize, not deadlock.
+    _db["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DATABASES = {"default": _db}
+IS_POSTGRES = _db["ENGINE"].startswith("django.db.backends.postgresql")
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Celery -------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+IS_EMBEDDED_BROKER = CELERY_BROKER_URL.startswith("filesystem://")
+if IS_EMBEDDED_BROKER:
+    _broker_dir = VAR_DIR / "broker"
+    for sub in ("queue", "processed"):
+        (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged only after it ran, so a killed worker's message is delivered again; the
+# services are idempotent (guarded transitions), so a second delivery does nothing harmful.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+HILAPP_RECONCILE_EVERY_S = env_float("HILAPP_RECONCILE_EVERY_S", 30.0, minimum=1.0)
+HILAPP_LEASE_S = env_float("HILAPP_LEASE_S", 300.0, minimum=1.0)
+# Redis for the cross-worker rate limiter and circuit breaker; process-local when unset.
+HILAPP_REDIS_URL = env_str("HILAPP_REDIS_URL") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None
+)
+
+# --- Security -----------------------------------------------------------------------------------
+IS_EMBEDDED = _db["ENGINE"] == "django.db.backends.sqlite3" and IS_EMBEDDED_BROKER
+DEBUG = env_bool("DEBUG", IS_EMBEDDED)
+
+
+def _dev_secret_key() -> str:
+    path = VAR_DIR / "dev-secret-key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str("SECRET_KEY") or ""
+if not SECRET_KEY:
+    if not (IS_EMBEDDED or DEBUG or env_bool("HILAPP_TESTING", False)):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is required when not running on the embedded defaults "
+            "(DATABASE_URL or CELERY_BROKER_URL is set)."
+        )
+    SECRET_KEY = _dev_secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+# --- Django -------------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "hilapp",
+    "synthesis",
+    "review",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "hilapp.urls"
+WSGI_APPLICATION = "hilapp.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "hilapp.roles.role_context",
+            ]
+        },
+    }
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or VAR_DIR / "media")
+# Any Django storage backend (e.g. storages.backends.s3.S3Storage for S3-compatible storage).
+MEDIA_STORAGE_BACKEND = env_str("MEDIA_STORAGE_BACKEND") or (
+    "django.core.files.storage.FileSystemStorage"
+)
+STORAGES = {
+    "default": {"BACKEND": MEDIA_STORAGE_BACKEND},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "hilapp API",
+    "DESCRIPTION": "Approved characters, stories and frames; review; exports; batches.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL") or "INFO"},
+}
+
+# --- Pipeline -----------------------------------------------------------------------------------
+HILAPP_SEED = env_int("HILAPP_SEED", 0)
+HILAPP_VIESCORE_THRESHOLD = env_float("HILAPP_VIESCORE_THRESHOLD", 7.0, minimum=0, maximum=10)
+HILAPP_FRAME_MAX_ATTEMPTS = env_int("HILAPP_FRAME_MAX_ATTEMPTS", 3, minimum=1)
+HILAPP_REFERENCE_MAX_ATTEMPTS = env_int("HILAPP_REFERENCE_MAX_ATTEMPTS", 5, minimum=1)
+HILAPP_SCRIPT_MAX_REPAIRS = env_int("HILAPP_SCRIPT_MAX_REPAIRS", 2, minimum=0)
+HILAPP_STORY_MIN_FRAMES = env_int("HILAPP_STORY_MIN_FRAMES", 7, minimum=1)
+HILAPP_STORY_MAX_FRAMES = env_int("HILAPP_STORY_MAX_FRAMES", 12, minimum=1)
+# How often a provider call whose answer cannot be parsed is asked again before it fails.
+HILAPP_PARSE_RETRIES = env_int("HILAPP_PARSE_RETRIES", 2, minimum=0)
+HILAPP_TRANSIENT_RETRIES = env_int("HILAPP_TRANSIENT_RETRIES", 4, minimum=0)
+HILAPP_RETRY_BASE_S = env_float("HILAPP_RETRY_BASE_S", 1.0, minimum=0)
+HILAPP_RETRY_MAX_S = env_float("HILAPP_RETRY_MAX_S", 60.0, minimum=0)
+HILAPP_TEMPLATE_SIZE = env_int("HILAPP_TEMPLATE_SIZE", 1024, minimum=64)
+HILAPP_FRAME_SIZE = env_int("HILAPP_FRAME_SIZE", 1024, minimum=64)
+HILAPP_REVIEW_PANEL = 3
+HILAPP_REVIEW_LEASE_S = env_float("HILAPP_REVIEW_LEASE_S", 600.0, minimum=5.0)
+
+# --- Providers ----------------------------------------------------------------------------------
+OPENAI_API_KEY = env_str("OPENAI_API_KEY") or ""
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL") or None
+GEMINI_API_KEY = env_str("GEMINI_API_KEY") or env_str("GOOGLE_API_KEY") or ""
+GEMINI_BASE_URL = env_str("GEMINI_BASE_URL") or None
+DIFFUSERS_FLUX_PATH = env_str("DIFFUSERS_FLUX_PATH") or ""
+DIFFUSERS_QWEN_EDIT_PATH = env_str("DIFFUSERS_QWEN_EDIT_PATH") or ""
+PROVIDER_TIMEOUT_S = env_float("PROVIDER_TIMEOUT_S", 120.0, minimum=1.0)
+
+# Role -> weighted "provider:model" entries, e.g.
+#   HILAPP_ROLE_PLANNER="openai:gpt-4o=1,gemini:gemini-2.5-pro=1"
+# Unset roles take the defaults of synthesis.providers.routing (the paper's mix when keys are
+# set, the offline simulator otherwise).
+HILAPP_ROLE_OVERRIDES = {
+    role: value
+    for role in (
+        "planner",
+        "judge",
+        "arbitrator",
+        "character_renderer",
+        "reference_editor",
+        "frame_synthesizer",
+        "local_editor",
+    )
+    if (value := env_str(f"HILAPP_ROLE_{role.upper()}"))
+}
+
+# The offline simulator: fault rates as "kind=rate,..." (kinds: synthesis.providers.sim.FAULTS).
+HILAPP_SIM_FAULTS = env_str("HILAPP_SIM_FAULTS") or ""
+HILAPP_SIM_LATENCY_MS = env_float("HILAPP_SIM_LATENCY_MS", 0.0, minimum=0)
+HILAPP_SIM_JUDGE_ERROR = env_float("HILAPP_SIM_JUDGE_ERROR", 0.0, minimum=0, maximum=1)
+HILAPP_PRICE_OVERRIDES = env_str("HILAPP_PRICES") or ""
+HILAPP_DEMO_MODE = env_choice("HILAPP_DEMO_MODE", "off", {"off", "on"})

@@ -1,0 +1,171 @@
+"""The provider interfaces: roles, requests, results and the one error type.
+
+Two capabilities cover the seven roles: a *text model* answers a prompt (with optional images)
+with JSON validated against a pydantic schema; an *image model* renders or edits an image from a
+prompt and optional input images. Adapters (``sim``, ``openai``, ``gemini``, ``diffusers``)
+implement them; nothing else in the pipeline knows which provider it talks to.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from synthesis.prompts import RenderedPrompt
+
+
+class Role(StrEnum):
+    PLANNER = "planner"
+    JUDGE = "judge"
+    ARBITRATOR = "arbitrator"
+    CHARACTER_RENDERER = "character_renderer"
+    REFERENCE_EDITOR = "reference_editor"
+    FRAME_SYNTHESIZER = "frame_synthesizer"
+    LOCAL_EDITOR = "local_editor"
+
+    @property
+    def is_text(self) -> bool:
+        return self in TEXT_ROLES
+
+
+TEXT_ROLES = frozenset({Role.PLANNER, Role.JUDGE, Role.ARBITRATOR})
+IMAGE_ROLES = frozenset(set(Role) - TEXT_ROLES)
+
+
+class ErrorKind(StrEnum):
+    RATE_LIMIT = "rate_limit"
+    SERVER = "server"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    MALFORMED = "malformed"  # an answer that does not parse or fails its schema
+    BAD_REQUEST = "bad_request"
+    AUTH = "auth"
+    CONTENT_POLICY = "content_policy"
+    BUDGET = "budget"
+    UNAVAILABLE = "unavailable"  # circuit open / provider not configured
+
+
+PERMANENT_KINDS = frozenset(
+    {ErrorKind.BAD_REQUEST, ErrorKind.AUTH, ErrorKind.CONTENT_POLICY, ErrorKind.BUDGET}
+)
+
+
+class ProviderError(Exception):
+    """A failed provider call. ``permanent`` says whether asking again can help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: ErrorKind,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+        self.status = status
+
+    @property
+    def permanent(self) -> bool:
+        return self.kind in PERMANENT_KINDS
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.args[0]}"
+
+
+@dataclass
+class Usage:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    images_in: int = 0
+    images_out: int = 0
+
+
+@dataclass
+class TextRequest:
+    role: Role
+    prompt: RenderedPrompt
+    schema: type[BaseModel]
+    images: Sequence[bytes] = ()
+    # A stable identity of this request (e.g. "character:12:attempt:2"): deterministic providers
+    # (the simulator) draw their randomness from it and the seed.
+    seed_key: str = ""
+    # Structured facts behind the prompt. Real providers ignore them; the simulator reads them.
+    subject: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TextResult:
+    data: BaseModel
+    raw: str
+    usage: Usage
+
+
+@dataclass
+class ImageRequest:
+    role: Role
+    prompt: RenderedPrompt
+    images: Sequence[bytes] = ()
+    mask: bytes | None = None
+    size: tuple[int, int] = (1024, 1024)
+    seed_key: str = ""
+    subject: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ImageResult:
+    image: bytes  # PNG bytes
+    usage: Usage
+
+
+class ProviderModel(ABC):
+    """One model of one provider, configured for use (a client, a loaded pipeline, …)."""
+
+    provider: ClassVar[str]
+
+    def __init__(self, model: str, options: Mapping[str, Any] | None = None) -> None:
+        self.model = model
+        self.options = dict(options or {})
+
+
+class TextModel(ProviderModel):
+    """planner, judge, arbitrator."""
+
+    @abstractmethod
+    def complete_json(self, request: TextRequest) -> TextResult:
+        """Answer with JSON valid for ``request.schema``; raise ProviderError otherwise."""
+
+
+class ImageModel(ProviderModel):
+    """character_renderer, reference_editor, frame_synthesizer, local_editor."""
+
+    # How many input images one request may carry (None: no limit the pipeline must respect).
+    max_input_images: ClassVar[int | None] = None
+
+    @abstractmethod
+    def generate(self, request: ImageRequest) -> ImageResult:
+        """Render (no input images) or edit (input images, optional mask); return a PNG."""
+
+
+def parse_json_output(raw: str, schema: type[BaseModel]) -> BaseModel:
+    """Validate a model's JSON answer, or raise a MALFORMED ProviderError saying why."""
+    from pydantic import ValidationError
+
+    text = raw.strip()
+    if text.startswith("```"):
+        # Models sometimes fence JSON even when asked not to.
+        text = text.strip("`")
+        text = text[text.find("\n") + 1 :] if "\n" in text else text
+    try:
+        return schema.model_validate_json(text)
+    except ValidationError as exc:
+        raise ProviderError(
+            f"answer does not match {schema.__name__}: {exc.errors()[:3]}",
+            kind=ErrorKind.MALFORMED,
+        ) from exc

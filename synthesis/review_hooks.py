@@ -1,0 +1,1 @@
+"""Handlers and presenters that synthesis registers with the review app."""
