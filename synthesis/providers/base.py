@@ -98,6 +98,7 @@ class TextRequest:
     seed_key: str = ""
     # Structured facts behind the prompt. Real providers ignore them; the simulator reads them.
     subject: Mapping[str, Any] = field(default_factory=dict)
+    try_number: int = 0  # set by the caller on each retry of the same request
 
 
 @dataclass
@@ -116,6 +117,7 @@ class ImageRequest:
     size: tuple[int, int] = (1024, 1024)
     seed_key: str = ""
     subject: Mapping[str, Any] = field(default_factory=dict)
+    try_number: int = 0
 
 
 @dataclass

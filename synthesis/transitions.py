@@ -1,0 +1,58 @@
+"""Guarded status transitions with an audit row: the only way a status changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models, transaction
+
+from synthesis.models import StatusChange
+from synthesis.states import TRANSITIONS
+
+
+class IllegalTransition(ValueError):
+    pass
+
+
+def _status_type(model: type[models.Model], field_name: str) -> type[models.TextChoices]:
+    field = model._meta.get_field(field_name)
+    choices = {value for value, _ in field.choices or ()}  # type: ignore[union-attr]
+    for status_type in TRANSITIONS:
+        if set(status_type.values) == choices:
+            return status_type
+    raise LookupError(f"{model.__name__}.{field_name} has no transition map")
+
+
+def transition(
+    model: type[models.Model],
+    pk: int,
+    *,
+    old: str,
+    new: str,
+    reason: str = "",
+    actor: str = "system",
+    field: str = "status",
+    **updates: Any,
+) -> bool:
+    """Move object ``pk`` from ``old`` to ``new`` if it is still in ``old``.
+
+    Returns whether this call made the move: a racer that finds the object already moved does
+    nothing and gets False. ``updates`` are written in the same UPDATE.
+    """
+    edges = TRANSITIONS[_status_type(model, field)]
+    if new not in edges.get(old, frozenset()):
+        raise IllegalTransition(f"{model.__name__} cannot go from {old!r} to {new!r}")
+    with transaction.atomic():
+        changed = (
+            model._default_manager.filter(pk=pk, **{field: old}).update(**{field: new}, **updates)
+        )
+        if changed:
+            StatusChange.objects.create(
+                model=model.__name__.lower(),
+                object_id=pk,
+                old=old,
+                new=new,
+                reason=reason[:2000],
+                actor=actor[:64],
+            )
+    return bool(changed)
