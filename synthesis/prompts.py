@@ -48,8 +48,8 @@ def prompt_names() -> list[str]:
     return sorted(p.stem for p in TEMPLATES_DIR.glob("*.txt"))
 
 
-def render_prompt(name: str, **context: Any) -> RenderedPrompt:
+def render_prompt(name: str, /, **context: Any) -> RenderedPrompt:
     version = prompt_version(name)
     template = _engine().get_template(f"{name}.txt")
-    text = template.render(Context(context)).strip() + "\n"
+    text = template.render(Context(context, autoescape=False)).strip() + "\n"
     return RenderedPrompt(name=name, version=version, text=text)

@@ -5,6 +5,7 @@ the tests see the same data as the test process.
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HILAPP_TESTING", "1")
 
@@ -12,6 +13,6 @@ from hilapp.settings.base import *  # noqa: E402,F403
 from hilapp.settings.base import DATABASES, VAR_DIR  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-MEDIA_ROOT = os.environ.get("MEDIA_ROOT") or str(VAR_DIR / "test-media")
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or VAR_DIR / "test-media")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}

@@ -158,15 +158,6 @@ ANSWER_SCHEMAS: dict[str, type[BaseModel]] = {
 }
 
 
-# render_prompt(name, **context) cannot take a context variable called "name" (the character's
-# name, used by character_render and reference_edit) until its first parameter is positional-only.
-NAME_CLASH = pytest.mark.xfail(
-    raises=TypeError,
-    strict=False,
-    reason="synthesis/prompts.py: render_prompt needs `def render_prompt(name, /, **context)`",
-)
-
-
 def _text(template: str, context: dict[str, Any]) -> str:
     """Render like render_prompt does, but make an unknown variable loud instead of empty."""
     engine = Engine(dirs=[str(TEMPLATES_DIR)], autoescape=False, string_if_invalid="@@%s@@")
@@ -186,13 +177,7 @@ def test_every_template_renders_every_variable(template: str) -> None:
     assert "{{" not in text and "{%" not in text and "&#" not in text
 
 
-@pytest.mark.parametrize(
-    "template",
-    [
-        pytest.param(t, marks=NAME_CLASH) if "name" in _contexts()[t] else t
-        for t in sorted(_contexts())
-    ],
-)
+@pytest.mark.parametrize("template", sorted(_contexts()))
 def test_render_prompt_renders_every_template(template: str) -> None:
     context = _contexts()[template]
     rendered = render_prompt(template, **context)
