@@ -243,3 +243,19 @@ HILAPP_SIM_LATENCY_MS = env_float("HILAPP_SIM_LATENCY_MS", 0.0, minimum=0)
 HILAPP_SIM_JUDGE_ERROR = env_float("HILAPP_SIM_JUDGE_ERROR", 0.0, minimum=0, maximum=1)
 HILAPP_PRICE_OVERRIDES = env_str("HILAPP_PRICES") or ""
 HILAPP_DEMO_MODE = env_choice("HILAPP_DEMO_MODE", "off", {"off", "on"})
+
+# >>> Provider limits and local GPU models (issue 5: synthesis/providers/limits.py, diffusers.py)
+# Requests/tokens per minute per provider, shared by all workers via HILAPP_REDIS_URL, e.g.
+#   HILAPP_RATE_LIMITS="openai=500/800000,gemini=300/1000000"  (0 or empty: no limit on that axis)
+HILAPP_RATE_LIMITS = env_str("HILAPP_RATE_LIMITS") or ""
+# Circuit breaker: this many consecutive transient failures take a provider:model out of routing
+# for the cool-down.
+HILAPP_CIRCUIT_FAILURES = env_int("HILAPP_CIRCUIT_FAILURES", 5, minimum=1)
+HILAPP_CIRCUIT_COOLDOWN_S = env_float("HILAPP_CIRCUIT_COOLDOWN_S", 60.0, minimum=0)
+# Diffusers (gpu queue): denoising steps and guidance (0: the pipeline's default guidance), and
+# the micro-batcher that merges concurrent same-shape requests into one pipeline call.
+DIFFUSERS_STEPS = env_int("DIFFUSERS_STEPS", 28, minimum=1)
+DIFFUSERS_GUIDANCE = env_float("DIFFUSERS_GUIDANCE", 0.0, minimum=0)
+DIFFUSERS_MAX_BATCH = env_int("DIFFUSERS_MAX_BATCH", 4, minimum=1)
+DIFFUSERS_MAX_WAIT_MS = env_float("DIFFUSERS_MAX_WAIT_MS", 50.0, minimum=0)
+# <<< Provider limits and local GPU models

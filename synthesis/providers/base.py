@@ -65,14 +65,22 @@ class ProviderError(Exception):
         kind: ErrorKind,
         retry_after: float | None = None,
         status: int | None = None,
+        usage: Usage | None = None,
+        permanent: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
         self.retry_after = retry_after
         self.status = status
+        # What the failed call consumed (and is billed for), e.g. a malformed or refused answer.
+        self.usage = usage
+        # Overrides the kind's default (e.g. UNAVAILABLE for missing weights: no retry helps).
+        self._permanent = permanent
 
     @property
     def permanent(self) -> bool:
+        if self._permanent is not None:
+            return self._permanent
         return self.kind in PERMANENT_KINDS
 
     def __str__(self) -> str:
@@ -153,6 +161,69 @@ class ImageModel(ProviderModel):
     @abstractmethod
     def generate(self, request: ImageRequest) -> ImageResult:
         """Render (no input images) or edit (input images, optional mask); return a PNG."""
+
+
+def kind_for_status(status: int) -> ErrorKind:
+    """The error kind of an HTTP status returned by a provider's API."""
+    if status == 429:
+        return ErrorKind.RATE_LIMIT
+    if status in (401, 403):
+        return ErrorKind.AUTH
+    if status == 408:
+        return ErrorKind.TIMEOUT
+    if status == 409 or status >= 500:  # 409: a lock conflict the vendors say to retry
+        return ErrorKind.SERVER
+    return ErrorKind.BAD_REQUEST
+
+
+def _duration_s(text: str) -> float | None:
+    """``"1.5"``, ``"20ms"``, ``"6m0s"``, ``"1h2m3.5s"`` → seconds (rate-limit reset headers)."""
+    import re
+
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait before asking again, from ``Retry-After`` (seconds or an HTTP date),
+    ``retry-after-ms`` or the ``x-ratelimit-reset-*`` headers; None when none is given."""
+    if not headers:
+        return None
+    lower = {k.lower(): v for k, v in headers.items()}
+    if (ms := lower.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    if (value := lower.get("retry-after")) is not None:
+        seconds = _duration_s(value)
+        if seconds is not None:
+            return seconds
+        from datetime import UTC, datetime
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    resets = [
+        s
+        for key in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+        if (v := lower.get(key)) is not None and (s := _duration_s(v)) is not None
+    ]
+    return max(resets) if resets else None
 
 
 def parse_json_output(raw: str, schema: type[BaseModel]) -> BaseModel:

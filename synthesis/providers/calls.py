@@ -54,7 +54,9 @@ class CallContext:
     provider_options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def for_batch(cls, batch: Batch, *, subject: str = "", attempt_id: int | None = None) -> CallContext:
+    def for_batch(
+        cls, batch: Batch, *, subject: str = "", attempt_id: int | None = None
+    ) -> CallContext:
         params = batch.params or {}
         return cls(
             batch_id=batch.pk,
@@ -62,7 +64,7 @@ class CallContext:
             subject=subject,
             seed=batch.seed,
             role_overrides=dict(params.get("roles") or {}),
-            provider_options={"sim": params.get("sim") or {}},
+            provider_options={"sim": {**(params.get("sim") or {}), "seed": batch.seed}},
         )
 
 
@@ -110,7 +112,9 @@ def _retry_budget_left(state: RetryCallState) -> bool:
     errors = getattr(state, "hilapp_errors", [])
     malformed = sum(1 for e in errors if e.kind == ErrorKind.MALFORMED)
     transient = len(errors) - malformed
-    return malformed > settings.HILAPP_PARSE_RETRIES or transient > settings.HILAPP_TRANSIENT_RETRIES
+    return (
+        malformed > settings.HILAPP_PARSE_RETRIES or transient > settings.HILAPP_TRANSIENT_RETRIES
+    )
 
 
 def _wait(state: RetryCallState) -> float:
@@ -223,8 +227,14 @@ def _reserve_budget(batch_id: int, estimate: Decimal) -> None:
         if batch.status == BatchStatus.RUNNING:
             from synthesis.transitions import transition
 
-            transition(Batch, batch_id, old=BatchStatus.RUNNING, new=BatchStatus.PAUSED,
-                       reason=message, note=message)
+            transition(
+                Batch,
+                batch_id,
+                old=BatchStatus.RUNNING,
+                new=BatchStatus.PAUSED,
+                reason=message,
+                note=message,
+            )
         raise BudgetExceeded(message)
 
 
@@ -249,12 +259,19 @@ def _finish_ok(call: ModelCall, entry: RouteEntry, result: Any, *, latency_ms: i
 
 
 def _finish_failed(call: ModelCall, exc: ProviderError, *, latency_ms: int) -> None:
-    # A malformed answer was still produced (and billed): keep its usage estimate as cost.
-    cost = call.cost_usd if exc.kind == ErrorKind.MALFORMED else Decimal(0)
+    # An answer that was produced but is unusable (malformed, refused) is still billed: its real
+    # usage when the adapter carried it on the error, else the estimate for a malformed one.
+    usage = exc.usage or Usage()
+    if exc.usage is not None:
+        cost = pricing.cost_usd(call.model, exc.usage)
+    else:
+        cost = call.cost_usd if exc.kind == ErrorKind.MALFORMED else Decimal(0)
     ModelCall.objects.filter(pk=call.pk).update(
         status=CallStatus.FAILED,
         error_kind=exc.kind.value,
         error=str(exc)[:4000],
+        tokens_in=usage.tokens_in,
+        tokens_out=usage.tokens_out,
         cost_usd=cost,
         latency_ms=latency_ms,
         finished_at=timezone.now(),

@@ -5,6 +5,11 @@ per million input tokens, per million output tokens, per output image. Self-host
 models cost what their GPU time costs: set it with ``HILAPP_PRICES``. The simulator is priced as
 the model it stands in for, so that budgets and cost figures behave as in a real run.
 
+Image models that bill their output as tokens (gpt-image-1, gemini-2.5-flash-image report
+the image's output tokens in their usage) are charged by those tokens; the per-image price is
+charged only when a call reports no output tokens (diffusers, a provider that omits usage) and
+is what a call's estimate reserves, so it should be the price of the most expensive quality.
+
 ``HILAPP_PRICES`` format: ``model=in/out/image;model=in/out/image`` (USD), e.g.
 ``gpt-4o=2.5/10/0;flux=0/0/0.002``.
 """
@@ -36,7 +41,8 @@ DEFAULT_PRICES: dict[str, Price] = {
     "gemini-2.5-pro": Price(Decimal("1.25"), Decimal("10.00"), Decimal(0)),
     # gpt-image-1: image output tokens are billed; ~USD 0.167 for a high-quality 1024x1024.
     "gpt-image-1": Price(Decimal("5.00"), Decimal("40.00"), Decimal("0.167")),
-    "gemini-2.5-flash-image": Price(Decimal("0.30"), Decimal("2.50"), Decimal("0.039")),
+    # Output images are 1290 tokens at USD 30 per million, i.e. USD 0.039 per image.
+    "gemini-2.5-flash-image": Price(Decimal("0.30"), Decimal("30.00"), Decimal("0.039")),
     # Hosted list prices of the open models (self-hosting: override with your GPU cost).
     "flux.1-dev": Price(Decimal(0), Decimal(0), Decimal("0.025")),
     "flux": Price(Decimal(0), Decimal(0), Decimal("0.025")),
@@ -71,14 +77,18 @@ def price_of(model: str) -> Price:
 
 def cost_usd(model: str, usage: Usage) -> Decimal:
     price = price_of(model)
+    # Output images billed as output tokens are in tokens_out already.
+    per_image = price.per_image_out if usage.tokens_out == 0 else Decimal(0)
     return (
         price.per_million_in * usage.tokens_in / MILLION
         + price.per_million_out * usage.tokens_out / MILLION
-        + price.per_image_out * usage.images_out
+        + per_image * usage.images_out
     ).quantize(Decimal("0.000001"))
 
 
 def estimate_usd(model: str, *, prompt_chars: int, images_out: int) -> Decimal:
     """A pessimistic estimate reserved against the budget while the call is in flight."""
     tokens_in = prompt_chars // 3 + 1000
-    return cost_usd(model, Usage(tokens_in=tokens_in, tokens_out=2000, images_out=images_out))
+    if images_out:  # the per-image list price stands for the output
+        return cost_usd(model, Usage(tokens_in=tokens_in, images_out=images_out))
+    return cost_usd(model, Usage(tokens_in=tokens_in, tokens_out=2000))
