@@ -8,4 +8,4 @@ class SynthesisConfig(AppConfig):
     def ready(self) -> None:
         # Review decisions (HV1/HV2/HV3) are applied by synthesis services; the review app
         # knows nothing of synthesis, so synthesis registers its handlers here.
-        from synthesis import review_hooks  # noqa: F401
+        from synthesis import review_hooks, tasks  # noqa: F401

@@ -176,7 +176,7 @@ def kind_for_status(status: int) -> ErrorKind:
     return ErrorKind.BAD_REQUEST
 
 
-def _duration_s(text: str) -> float | None:
+def duration_s(text: str) -> float | None:
     """``"1.5"``, ``"20ms"``, ``"6m0s"``, ``"1h2m3.5s"`` → seconds (rate-limit reset headers)."""
     import re
 
@@ -204,7 +204,7 @@ def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
         except ValueError:
             pass
     if (value := lower.get("retry-after")) is not None:
-        seconds = _duration_s(value)
+        seconds = duration_s(value)
         if seconds is not None:
             return seconds
         from datetime import UTC, datetime
@@ -221,7 +221,7 @@ def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
     resets = [
         s
         for key in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
-        if (v := lower.get(key)) is not None and (s := _duration_s(v)) is not None
+        if (v := lower.get(key)) is not None and (s := duration_s(v)) is not None
     ]
     return max(resets) if resets else None
 

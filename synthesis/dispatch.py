@@ -1,0 +1,57 @@
+"""Enqueue pipeline steps — only after the transaction that made them due has committed.
+
+A message only says "look at object N"; before it is sent, the object's lease is set so the
+reconciler leaves it alone while the message is on its way. If the message is lost, the lease
+runs out and the reconciler sends it again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import current_app
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from synthesis.providers.queues import DEFAULT_QUEUE
+from synthesis.states import AttemptKind
+
+GATE_TASK = "synthesis.tasks.gate_advance"
+DRAFT_TASK = "synthesis.tasks.character_draft"
+
+
+def lease_deadline() -> timedelta:
+    return timedelta(seconds=settings.HILAPP_LEASE_S)
+
+
+def touch_lease(model: type[models.Model], pks: list[int]) -> None:
+    model._default_manager.filter(pk__in=pks).update(lease_until=timezone.now() + lease_deadline())
+
+
+def send_on_commit(task: str, args: list[object], *, queue: str = DEFAULT_QUEUE) -> None:
+    # Resolved by name (no import of synthesis.tasks here); apply_async honours eager mode.
+    transaction.on_commit(lambda: current_app.tasks[task].apply_async(args=args, queue=queue))
+
+
+def subject_model(kind: AttemptKind) -> type[models.Model]:
+    from synthesis.models import Character, Frame, FrameCharacter
+
+    return {
+        AttemptKind.CHARACTER: Character,
+        AttemptKind.REFERENCE: FrameCharacter,
+        AttemptKind.FRAME: Frame,
+    }[kind]
+
+
+def gate(kind: AttemptKind, subject_id: int, *, queue: str = DEFAULT_QUEUE) -> None:
+    touch_lease(subject_model(kind), [subject_id])
+    send_on_commit(GATE_TASK, [kind.value, subject_id], queue=queue)
+
+
+def characters_draft(character_ids: list[int]) -> None:
+    from synthesis.models import Character
+
+    touch_lease(Character, character_ids)
+    for pk in character_ids:
+        send_on_commit(DRAFT_TASK, [pk])

@@ -1,0 +1,233 @@
+"""The one gate-and-retry mechanism behind the three loops (character, reference, frame).
+
+A subject in its gate state owns a chain of ``GateAttempt`` rows. Each step of the chain is one
+guarded transition, so a step can be retried, repeated or resumed after a crash without doing
+its work twice:
+
+    pending --produce--> produced --judge--> passed  → policy.on_pass
+                                        └--> failed  → retry (policy.plan_retry: APT, LIE, …)
+                                                       or, budget spent, policy.on_exhausted
+
+A worker claims an attempt with a lease before calling a model, so two deliveries of the same
+message never pay for the same step twice; a lease left by a dead worker expires and the
+reconciler sends the subject round again.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from synthesis.models import GateAttempt
+from synthesis.prompts import RenderedPrompt
+from synthesis.providers.base import ErrorKind, ProviderError
+from synthesis.states import AttemptAction, AttemptKind, AttemptStatus
+from synthesis.transitions import transition
+
+log = logging.getLogger(__name__)
+
+
+class Step(StrEnum):
+    CONTINUE = "continue"  # there is a next step to take now
+    DONE = "done"  # the subject left its gate state
+    BUSY = "busy"  # another worker holds the step; the reconciler will look again
+
+
+@dataclass
+class Produced:
+    image: bytes
+    model_label: str
+
+
+@dataclass
+class Judgement:
+    passed: bool
+    judge_model: str
+    score_sc: float | None = None
+    score_pq: float | None = None
+    score_overall: float | None = None
+    error_scope: str = ""
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Retry:
+    action: AttemptAction
+    prompt: RenderedPrompt
+    instruction: str = ""
+    diagnostic: str = ""
+    source_image: str = ""
+
+
+class GatePolicy(ABC):
+    """What differs between the three loops; the mechanism in this module is shared."""
+
+    kind: ClassVar[AttemptKind]
+    subject_field: ClassVar[str]  # the GateAttempt foreign key naming the subject
+
+    @abstractmethod
+    def load(self, subject_id: int) -> models.Model: ...
+
+    @abstractmethod
+    def is_active(self, subject: Any) -> bool:
+        """Is the subject still in the state this gate works on?"""
+
+    @abstractmethod
+    def max_attempts(self) -> int:
+        """Consecutive failed attempts allowed in one round before the subject is exhausted."""
+
+    @abstractmethod
+    def produce(self, subject: Any, attempt: GateAttempt) -> Produced: ...
+
+    @abstractmethod
+    def judge(self, subject: Any, attempt: GateAttempt) -> Judgement: ...
+
+    @abstractmethod
+    def plan_retry(self, subject: Any, failed: GateAttempt) -> Retry: ...
+
+    @abstractmethod
+    def on_pass(self, subject: Any, attempt: GateAttempt) -> None:
+        """Called inside the transaction that records nothing else; must be a guarded write."""
+
+    @abstractmethod
+    def on_exhausted(self, subject: Any, attempt: GateAttempt) -> None: ...
+
+    @abstractmethod
+    def on_error(self, subject: Any, attempt: GateAttempt, error: ProviderError) -> None:
+        """A provider failed permanently (or its answer never parsed) on this attempt."""
+
+    def save_image(self, data: bytes) -> tuple[str, str]:
+        from synthesis.artifacts import save_png
+
+        return save_png(data, folder=self.kind.value)
+
+    def round_of(self, subject: Any) -> int:
+        return int(getattr(subject, "round", 1))
+
+
+def attempts_of(policy: GatePolicy, subject_id: int) -> models.QuerySet[GateAttempt]:
+    return GateAttempt.objects.filter(kind=policy.kind, **{f"{policy.subject_field}_id": subject_id})
+
+
+def attempt_open(
+    policy: GatePolicy, subject_id: int, *, number: int, round_: int, plan: Retry
+) -> GateAttempt | None:
+    """Create attempt ``number``; None if a racer created it first (unique constraint)."""
+    try:
+        with transaction.atomic():
+            return GateAttempt.objects.create(
+                kind=policy.kind,
+                number=number,
+                round=round_,
+                action=plan.action,
+                prompt_name=plan.prompt.name,
+                prompt_version=plan.prompt.version,
+                prompt_text=plan.prompt.text,
+                instruction=plan.instruction,
+                diagnostic=plan.diagnostic,
+                source_image=plan.source_image,
+                **{f"{policy.subject_field}_id": subject_id},
+            )
+    except IntegrityError:
+        return None
+
+
+def gate_run(policy: GatePolicy, subject_id: int, *, max_steps: int = 50) -> Step:
+    """Take steps until the subject leaves the gate, another worker holds it, or a provider
+    error escapes (transient errors propagate to the task, which retries with back-off)."""
+    step = Step.CONTINUE
+    for _ in range(max_steps):
+        step = gate_step(policy, subject_id)
+        if step != Step.CONTINUE:
+            break
+    return step
+
+
+def gate_step(policy: GatePolicy, subject_id: int) -> Step:
+    subject = policy.load(subject_id)
+    if not policy.is_active(subject):
+        return Step.DONE
+    attempt = attempts_of(policy, subject_id).order_by("-number").first()
+    if attempt is None:
+        raise LookupError(f"{policy.kind} {subject_id} is in its gate without an attempt")
+    if attempt.status in (AttemptStatus.PENDING, AttemptStatus.PRODUCED):
+        return _work_on(policy, subject, attempt)
+    if attempt.status == AttemptStatus.PASSED:
+        with transaction.atomic():
+            policy.on_pass(subject, attempt)
+        return Step.DONE
+    if attempt.status == AttemptStatus.ERRORED:
+        with transaction.atomic():
+            policy.on_error(subject, attempt, ProviderError(attempt.error, kind=ErrorKind.BAD_REQUEST))
+        return Step.DONE
+    return _after_failure(policy, subject, attempt)
+
+
+def _claim(attempt: GateAttempt) -> bool:
+    now = timezone.now()
+    return bool(
+        GateAttempt.objects.filter(pk=attempt.pk, status=attempt.status)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=now + timedelta(seconds=settings.HILAPP_LEASE_S))
+    )
+
+
+def _work_on(policy: GatePolicy, subject: Any, attempt: GateAttempt) -> Step:
+    if not _claim(attempt):
+        return Step.BUSY
+    try:
+        if attempt.status == AttemptStatus.PENDING:
+            produced = policy.produce(subject, attempt)
+            name, digest = policy.save_image(produced.image)
+            transition(
+                GateAttempt, attempt.pk, old=AttemptStatus.PENDING, new=AttemptStatus.PRODUCED,
+                image=name, image_sha256=digest, producer_model=produced.model_label,
+                lease_until=None,
+            )
+        else:
+            verdict = policy.judge(subject, attempt)
+            transition(
+                GateAttempt, attempt.pk, old=AttemptStatus.PRODUCED,
+                new=AttemptStatus.PASSED if verdict.passed else AttemptStatus.FAILED,
+                reason=verdict.error_scope, judge_model=verdict.judge_model,
+                score_sc=verdict.score_sc, score_pq=verdict.score_pq,
+                score_overall=verdict.score_overall, error_scope=verdict.error_scope,
+                report=verdict.report, finished_at=timezone.now(), lease_until=None,
+            )
+    except ProviderError as exc:
+        if exc.kind == ErrorKind.BUDGET:
+            GateAttempt.objects.filter(pk=attempt.pk).update(lease_until=None)
+            raise
+        if exc.permanent or exc.kind == ErrorKind.MALFORMED:
+            # A model that refuses, or whose answer never parses, gives no result: the
+            # attempt errors out with the reason; it is never given a made-up score.
+            transition(GateAttempt, attempt.pk, old=attempt.status, new=AttemptStatus.ERRORED,
+                       reason=str(exc), error=str(exc), finished_at=timezone.now(),
+                       lease_until=None)
+            return Step.CONTINUE
+        GateAttempt.objects.filter(pk=attempt.pk).update(lease_until=None)
+        raise
+    return Step.CONTINUE
+
+
+def _after_failure(policy: GatePolicy, subject: Any, failed: GateAttempt) -> Step:
+    round_ = policy.round_of(subject)
+    failures = attempts_of(policy, subject.pk).filter(
+        round=round_, status=AttemptStatus.FAILED
+    ).count()
+    if failures < policy.max_attempts():
+        plan = policy.plan_retry(subject, failed)
+        attempt_open(policy, subject.pk, number=failed.number + 1, round_=round_, plan=plan)
+        return Step.CONTINUE
+    with transaction.atomic():
+        policy.on_exhausted(subject, failed)
+    return Step.DONE

@@ -1,0 +1,82 @@
+"""``manage.py launch_batch characters|stories --count N [--seed S] [--budget-usd X] [--wait]``."""
+
+import json
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
+
+from synthesis.models import Batch
+from synthesis.services.batches import LaunchError
+from synthesis.services.progress import batch_counts, batch_progress
+from synthesis.states import BatchStatus
+
+
+class Command(BaseCommand):
+    help = "Launch a batch of characters (Phase I) or stories (Phase II)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("kind", choices=["characters", "stories"])
+        parser.add_argument("--count", required=True, help="how many units to make")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--budget-usd", default=None, help="stop before spending more")
+        parser.add_argument("--genre", action="append", default=[],
+                            help="story genre (repeatable; stories only)")
+        parser.add_argument("--sim-faults", default="",
+                            help='simulator fault rates, e.g. "low_viescore=0.3,wrong_pose=0.1"')
+        parser.add_argument("--params", default="{}", help="further parameters as JSON")
+        parser.add_argument("--wait", action="store_true", help="show progress until done")
+        parser.add_argument("--timeout", type=float, default=0, help="give up waiting after S")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            params = json.loads(options["params"])
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--params is not valid JSON: {exc}") from None
+        if not isinstance(params, dict):
+            raise CommandError("--params must be a JSON object")
+        if options["sim_faults"]:
+            from synthesis.providers.sim import SimConfigError, parse_fault_spec
+
+            try:
+                params.setdefault("sim", {})["faults"] = parse_fault_spec(options["sim_faults"])
+            except SimConfigError as exc:
+                raise CommandError(str(exc)) from None
+        try:
+            batch = self._launch(options, params)
+        except LaunchError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"launched batch {batch.pk}: {batch.requested} {batch.kind}")
+        if options["wait"]:
+            self._wait(batch, timeout=options["timeout"])
+
+    def _launch(self, options: dict[str, Any], params: dict[str, Any]) -> Batch:
+        common = {"count": options["count"], "seed": options["seed"],
+                  "budget_usd": options["budget_usd"]}
+        if options["kind"] == "characters":
+            from synthesis.services.characters import batch_launch_characters
+
+            return batch_launch_characters(params=params, **common)
+        from synthesis.services.stories import batch_launch_stories
+
+        if options["genre"]:
+            params["genres"] = options["genre"]
+        return batch_launch_stories(params=params, **common)
+
+    def _wait(self, batch: Batch, *, timeout: float) -> None:
+        started = time.monotonic()
+        with tqdm(total=batch.requested, desc=f"batch {batch.pk}", unit=batch.kind) as bar:
+            while True:
+                batch.refresh_from_db()
+                done, _total = batch_progress(batch)
+                bar.update(done - bar.n)
+                if done >= batch.requested or batch.status != BatchStatus.RUNNING:
+                    break
+                if timeout and time.monotonic() - started > timeout:
+                    raise CommandError(f"batch {batch.pk} not finished after {timeout:.0f}s")
+                time.sleep(0.5)
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(batch_counts(batch).items()))
+        self.stdout.write(f"batch {batch.pk} {batch.status}: {counts}")
+        if batch.note:
+            self.stdout.write(batch.note)

@@ -1,0 +1,261 @@
+"""Phase I: character identity templates (CIDs).
+
+launch → draft the concept (planner, Character Meta Prompt) → render the template (character
+renderer, standardized to 1024×1024 on white) → VIEScore gate: below the threshold the concept
+is discarded with its reason; otherwise an HV1 review item opens. HV1 locks or rejects the CID.
+"""
+
+from __future__ import annotations
+
+import random
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from review.services import review_item_open
+
+from hilapp.imaging import from_png, standardize_template, to_png
+from synthesis import dispatch
+from synthesis.artifacts import read_bytes
+from synthesis.gate import GatePolicy, Judgement, Produced, Retry, attempt_open
+from synthesis.models import Batch, Character, GateAttempt
+from synthesis.prompts import render_prompt
+from synthesis.providers.base import ImageRequest, ProviderError, Role, TextRequest
+from synthesis.providers.calls import CallContext, call_image, call_text
+from synthesis.schemas import CharacterConcept
+from synthesis.services.batches import (
+    LaunchError,
+    batch_accepts_work,
+    clean_budget,
+    clean_common_params,
+    clean_count,
+)
+from synthesis.services.judging import viescore_judge
+from synthesis.states import (
+    AttemptAction,
+    AttemptKind,
+    BatchKind,
+    BatchStatus,
+    CharacterStatus,
+)
+from synthesis.transitions import transition
+from synthesis.vocabulary import load_taxonomy
+
+
+def batch_launch_characters(
+    *,
+    count: Any,
+    seed: int = 0,
+    budget_usd: Any = None,
+    params: dict[str, Any] | None = None,
+    created_by: Any = None,
+) -> Batch:
+    """Create a character batch and its drafts in one transaction; drafting starts on commit."""
+    count = clean_count(count)
+    budget = clean_budget(budget_usd)
+    cleaned = clean_common_params(params or {})
+    taxonomy = load_taxonomy()
+    subject_filter = set(cleaned.get("subject_categories") or [])
+    profession_filter = set(cleaned.get("profession_categories") or [])
+    _check_filter(subject_filter, {c.id for c in taxonomy.subject_categories}, "subject")
+    _check_filter(profession_filter, {c.id for c in taxonomy.profession_categories}, "profession")
+    rng = random.Random(seed)
+    with transaction.atomic():
+        batch = Batch.objects.create(
+            kind=BatchKind.CHARACTERS, seed=seed, requested=count, params=cleaned,
+            budget_usd=budget, created_by=created_by,
+        )
+        characters = []
+        for index in range(count):
+            subject_cat, subject_type = _sample(rng, taxonomy.sample_subject, subject_filter)
+            profession_cat, profession = _sample(
+                rng, taxonomy.sample_profession, profession_filter
+            )
+            characters.append(
+                Character(
+                    batch=batch, index=index, cid=f"C{batch.pk}-{index:05d}",
+                    subject_category=subject_cat.id, subject_type=subject_type,
+                    profession_category=profession_cat.id, profession=profession,
+                )
+            )
+        Character.objects.bulk_create(characters, batch_size=500)
+        dispatch.characters_draft(list(batch.characters.values_list("pk", flat=True)))
+    return batch
+
+
+def _check_filter(chosen: set[str], known: set[str], what: str) -> None:
+    unknown = chosen - known
+    if unknown:
+        raise LaunchError(f"unknown {what} categories {sorted(unknown)} (one of {sorted(known)})")
+
+
+def _sample(rng: random.Random, sample: Any, allowed: set[str]) -> Any:
+    while True:  # rejection sampling keeps the per-category balance within the filter
+        category, item = sample(rng)
+        if not allowed or category.id in allowed:
+            return category, item
+
+
+def call_context(character: Character, attempt_id: int | None = None) -> CallContext:
+    return CallContext.for_batch(
+        character.batch, subject=f"character:{character.pk}", attempt_id=attempt_id
+    )
+
+
+def character_draft(*, character_id: int) -> bool:
+    """Write the concept and open the first render attempt. False if there was nothing to do."""
+    character = Character.objects.select_related("batch").get(pk=character_id)
+    if character.status != CharacterStatus.DRAFTING:
+        return False
+    if character.batch.status == BatchStatus.CANCELLED:
+        transition(Character, character.pk, old=CharacterStatus.DRAFTING,
+                   new=CharacterStatus.CANCELLED, reason="batch cancelled before drafting")
+        return False
+    if not batch_accepts_work(character.batch):
+        return False
+    taxonomy = load_taxonomy()
+    facts = {
+        "subject_type": character.subject_type,
+        "subject_category": taxonomy.subject_category_of(character.subject_type).label,
+        "profession": character.profession,
+        "profession_category": taxonomy.profession_category_of(character.profession).label,
+    }
+    request = TextRequest(
+        role=Role.PLANNER, prompt=render_prompt("character_concept", **facts),
+        schema=CharacterConcept, seed_key=f"{character.cid}:concept", subject=facts,
+    )
+    try:
+        result, call = call_text(request, call_context(character))
+    except ProviderError as exc:
+        if exc.permanent and exc.kind != "budget":
+            transition(Character, character.pk, old=CharacterStatus.DRAFTING,
+                       new=CharacterStatus.FAILED, reason=str(exc))
+            return False
+        raise
+    concept = result.data
+    assert isinstance(concept, CharacterConcept)
+    render = render_prompt(
+        "character_render", name=concept.name, visual_description=concept.visual_description,
+        palette=concept.palette, subject_type=character.subject_type,
+        profession=character.profession,
+    )
+    with transaction.atomic():
+        moved = transition(
+            Character, character.pk, old=CharacterStatus.DRAFTING, new=CharacterStatus.RENDERING,
+            reason="concept drafted", name=concept.name,
+            visual_description=concept.visual_description, personality=concept.personality,
+            palette=concept.palette, planner_model=call.model_label,
+        )
+        if moved:
+            attempt_open(CHARACTER_GATE, character.pk, number=1, round_=1,
+                         plan=Retry(action=AttemptAction.INITIAL, prompt=render))
+            dispatch.gate(AttemptKind.CHARACTER, character.pk)
+    return moved
+
+
+def figure_of(character: Character, **extra: Any) -> dict[str, Any]:
+    """What the simulator needs to draw this character (real providers use the prompt)."""
+    return {
+        "cid": character.cid, "name": character.name, "palette": list(character.palette),
+        "category": character.subject_category, **extra,
+    }
+
+
+class CharacterGate(GatePolicy):
+    kind = AttemptKind.CHARACTER
+    subject_field = "character"
+
+    def load(self, subject_id: int) -> Character:
+        return Character.objects.select_related("batch").get(pk=subject_id)
+
+    def is_active(self, subject: Character) -> bool:
+        return subject.status == CharacterStatus.RENDERING
+
+    def max_attempts(self) -> int:
+        return 1  # the paper discards a concept below the threshold; it does not retry it
+
+    def produce(self, subject: Character, attempt: GateAttempt) -> Produced:
+        size = settings.HILAPP_TEMPLATE_SIZE
+        request = ImageRequest(
+            role=Role.CHARACTER_RENDERER,
+            prompt=_prompt_of(attempt),
+            size=(size, size),
+            seed_key=f"{subject.cid}:template:{attempt.number}",
+            subject={"figure": figure_of(subject)},
+        )
+        result, call = call_image(request, call_context(subject, attempt.pk))
+        return Produced(image=_standardized(result.image, size), model_label=call.model_label)
+
+    def judge(self, subject: Character, attempt: GateAttempt) -> Judgement:
+        return viescore_judge(
+            mode="t2i", images=[read_bytes(attempt.image)], text=attempt.prompt_text,
+            ctx=call_context(subject, attempt.pk), seed_key=f"{subject.cid}:judge:{attempt.number}",
+            threshold=settings.HILAPP_VIESCORE_THRESHOLD, strict=False,
+        )
+
+    def plan_retry(self, subject: Character, failed: GateAttempt) -> Retry:
+        raise AssertionError("character templates are never retried")
+
+    def on_pass(self, subject: Character, attempt: GateAttempt) -> None:
+        moved = transition(
+            Character, subject.pk, old=CharacterStatus.RENDERING,
+            new=CharacterStatus.PENDING_HV1, reason=f"VIEScore {attempt.score_overall}",
+            template=attempt.image, renderer_model=attempt.producer_model,
+            judge_model=attempt.judge_model, viescore_sc=attempt.score_sc,
+            viescore_pq=attempt.score_pq, viescore_overall=attempt.score_overall,
+        )
+        if moved:
+            review_item_open(stage="hv1", subject_id=subject.pk,
+                             subject_label=f"{subject.cid} {subject.name}")
+
+    def on_exhausted(self, subject: Character, attempt: GateAttempt) -> None:
+        sc = (attempt.report or {}).get("sc", {}).get("reasoning", "")
+        reason = (
+            f"VIEScore {attempt.score_overall} < {settings.HILAPP_VIESCORE_THRESHOLD} "
+            f"(SC {attempt.score_sc}, PQ {attempt.score_pq}). {sc}"
+        ).strip()
+        transition(
+            Character, subject.pk, old=CharacterStatus.RENDERING, new=CharacterStatus.DISCARDED,
+            reason=reason, template=attempt.image, renderer_model=attempt.producer_model,
+            judge_model=attempt.judge_model, viescore_sc=attempt.score_sc,
+            viescore_pq=attempt.score_pq, viescore_overall=attempt.score_overall,
+        )
+
+    def on_error(self, subject: Character, attempt: GateAttempt, error: ProviderError) -> None:
+        transition(Character, subject.pk, old=CharacterStatus.RENDERING,
+                   new=CharacterStatus.FAILED, reason=attempt.error or str(error))
+
+
+CHARACTER_GATE = CharacterGate()
+
+
+def _prompt_of(attempt: GateAttempt) -> Any:
+    from synthesis.prompts import RenderedPrompt
+
+    return RenderedPrompt(attempt.prompt_name, attempt.prompt_version, attempt.prompt_text)
+
+
+def _standardized(png: bytes, size: int) -> bytes:
+    image = from_png(png)
+    if image.size == (size, size) and image.mode == "RGB":
+        return png  # keep the provider's bytes (and the simulator's metadata) untouched
+    from hilapp.imaging import png_metadata
+
+    return to_png(standardize_template(image, size), png_metadata(png))
+
+
+def character_apply_review(*, character_id: int, approved: bool, reason: str = "") -> bool:
+    """HV1's decision: lock the CID or reject it (called once, inside the deciding transaction)."""
+    return transition(
+        Character, character_id, old=CharacterStatus.PENDING_HV1,
+        new=CharacterStatus.LOCKED if approved else CharacterStatus.REJECTED,
+        reason=reason or ("HV1 approved" if approved else "HV1 rejected"), actor="hv1",
+    )
+
+
+def batch_spend_usd(batch: Batch) -> Decimal:
+    from django.db.models import Sum
+
+    total = batch.calls.aggregate(total=Sum("cost_usd"))["total"]
+    return total or Decimal(0)

@@ -1,0 +1,92 @@
+"""The reconciler: finds work stuck in a non-terminal state past its lease and sends it again.
+
+It is the safety net behind "a killed worker, a lost message or a restarted broker loses
+nothing": every working state of every unit appears in ``STUCK_RULES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from synthesis import dispatch
+from synthesis.models import Batch, Character, ModelCall
+from synthesis.states import AttemptKind, BatchStatus, CallStatus, CharacterStatus
+
+
+@dataclass(frozen=True)
+class StuckRule:
+    name: str
+    model: type[models.Model]
+    statuses: tuple[str, ...]
+    batch_path: str  # lookup from the unit to its batch
+    resend: Callable[[int], None]
+    status_field: str = "status"
+
+
+def _resend_draft(pk: int) -> None:
+    dispatch.characters_draft([pk])
+
+
+STUCK_RULES: list[StuckRule] = [
+    StuckRule("character_draft", Character, (CharacterStatus.DRAFTING,), "batch", _resend_draft),
+    StuckRule(
+        "character_gate", Character, (CharacterStatus.RENDERING,), "batch",
+        lambda pk: dispatch.gate(AttemptKind.CHARACTER, pk),
+    ),
+]
+
+
+def register_stuck_rule(rule: StuckRule) -> None:
+    """Phase II/III add their working states here."""
+    if all(r.name != rule.name for r in STUCK_RULES):
+        STUCK_RULES.append(rule)
+
+
+def reconcile_stuck_work(*, limit: int = 1000) -> dict[str, int]:
+    now = timezone.now()
+    counts: dict[str, int] = {}
+    for rule in STUCK_RULES:
+        expired = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+        pks = list(
+            rule.model._default_manager.filter(expired)
+            .filter(**{f"{rule.status_field}__in": rule.statuses})
+            .filter(**{f"{rule.batch_path}__status": BatchStatus.RUNNING})
+            .values_list("pk", flat=True)[:limit]
+        )
+        for pk in pks:
+            with transaction.atomic():
+                rule.resend(pk)
+        if pks:
+            counts[rule.name] = len(pks)
+    counts["abandoned_calls"] = _close_abandoned_calls(now)
+    counts["batches_done"] = _finish_batches()
+    return counts
+
+
+def _close_abandoned_calls(now: timezone.datetime) -> int:
+    """A call ``started`` long past any timeout belongs to a worker that died mid-call."""
+    cutoff = now - timedelta(seconds=settings.HILAPP_LEASE_S + settings.PROVIDER_TIMEOUT_S)
+    return ModelCall.objects.filter(status=CallStatus.STARTED, started_at__lt=cutoff).update(
+        status=CallStatus.ABANDONED, error="worker died during the call", finished_at=now
+    )
+
+
+def _finish_batches() -> int:
+    from synthesis.services.progress import batch_is_finished
+    from synthesis.transitions import transition
+
+    done = 0
+    for batch in Batch.objects.filter(status=BatchStatus.RUNNING):
+        if batch_is_finished(batch) and transition(
+            Batch, batch.pk, old=BatchStatus.RUNNING, new=BatchStatus.DONE,
+            reason="every unit reached a resting state", finished_at=timezone.now(),
+        ):
+            done += 1
+    return done

@@ -1,0 +1,69 @@
+"""Thin Celery tasks: load by id, call one service, own the retry policy.
+
+Services are idempotent (guarded transitions): a task that finds its object already past the
+step does nothing, so redelivery after a crash is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+
+from synthesis.gate import GatePolicy, gate_run
+from synthesis.providers.base import ErrorKind, ProviderError
+from synthesis.states import AttemptKind
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF_S = 5
+RETRY_MAX = 6
+
+
+def policy_for(kind: AttemptKind) -> GatePolicy:
+    if kind == AttemptKind.CHARACTER:
+        from synthesis.services.characters import CHARACTER_GATE
+
+        return CHARACTER_GATE
+    from synthesis.services import frames  # Phase III gates
+
+    return frames.REFERENCE_GATE if kind == AttemptKind.REFERENCE else frames.FRAME_GATE
+
+
+def _retry_transient(task: Task, exc: ProviderError) -> None:
+    """Transient provider trouble outlived the call-level retries: try the step again later.
+
+    A budget stop is not retried: the batch is paused, and resuming it re-enqueues the work.
+    """
+    if exc.kind == ErrorKind.BUDGET:
+        log.info("step stopped: %s", exc)
+        return
+    if task.request.retries >= RETRY_MAX:
+        log.warning("giving up for now (the reconciler will resend): %s", exc)
+        return
+    raise task.retry(exc=exc, countdown=RETRY_BACKOFF_S * 2**task.request.retries)
+
+
+@shared_task(bind=True, name="synthesis.tasks.character_draft")
+def character_draft(self: Task, character_id: int) -> None:
+    from synthesis.services.characters import character_draft as draft
+
+    try:
+        draft(character_id=character_id)
+    except ProviderError as exc:
+        _retry_transient(self, exc)
+
+
+@shared_task(bind=True, name="synthesis.tasks.gate_advance")
+def gate_advance(self: Task, kind: str, subject_id: int) -> None:
+    try:
+        gate_run(policy_for(AttemptKind(kind)), subject_id)
+    except ProviderError as exc:
+        _retry_transient(self, exc)
+
+
+@shared_task(name="synthesis.tasks.reconcile")
+def reconcile() -> dict[str, int]:
+    from synthesis.services.reconcile import reconcile_stuck_work
+
+    return reconcile_stuck_work()

@@ -1,0 +1,149 @@
+"""Shared fixtures: demo users by role, real Celery worker processes, and the PostgreSQL marker.
+
+Tests marked ``postgres`` need DATABASE_URL on PostgreSQL; on the embedded defaults they are
+deselected (and the count is reported), never skipped-and-counted-as-passed. CI runs the suite
+on both.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if settings.IS_POSTGRES:
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("postgres") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+        print(f"\n{len(dropped)} PostgreSQL-only tests deselected: DATABASE_URL is not PostgreSQL")
+
+
+@pytest.fixture
+def make_user(db: Any) -> Callable[..., Any]:
+    from django.contrib.auth import get_user_model
+
+    from hilapp.roles import CONSUMERS, EXPERTS, add_to_role
+
+    def make(username: str, role: str = "expert") -> Any:
+        user = get_user_model().objects.create_user(username, password=f"{username}-pw")
+        if role == "admin":
+            user.is_staff = user.is_superuser = True
+            user.save()
+        elif role in ("expert", "consumer"):
+            add_to_role(user, EXPERTS if role == "expert" else CONSUMERS)
+        return user
+
+    return make
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.25,
+               message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}")
+
+
+def _database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+
+
+class Workers:
+    """Real ``celery worker`` processes on the test database and the configured broker."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *, concurrency: int = 2, queues: str = "celery,api,gpu") -> subprocess.Popen[bytes]:
+        n = len(self.procs)
+        log = open(self.log_dir / f"worker-{n}.log", "wb")  # noqa: SIM115 - lives with the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "hilapp", "worker", "-Q", queues,
+             "--concurrency", str(concurrency), "--loglevel", "INFO", "-n", f"test{n}@%h",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the worker and its pool children: a crash, not a shutdown."""
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.log_dir.glob("*.log"))
+
+
+def _purge_broker() -> None:
+    from hilapp.celery import app
+
+    with app.connection_for_write() as conn:
+        for queue in ("celery", "api", "gpu"):
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:  # noqa: BLE001 - a queue that does not exist yet is empty
+                pass
+
+
+@pytest.fixture
+def celery_workers(transactional_db: Any, tmp_path: Path) -> Iterator[Workers]:
+    """Start workers with ``workers.start()``; they see the test database and media."""
+    _purge_broker()
+    env = os.environ.copy()
+    env.update(
+        DJANGO_SETTINGS_MODULE="hilapp.settings.test",
+        DATABASE_URL=_database_url(),
+        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+        HILAPP_VAR_DIR=str(settings.VAR_DIR),
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+        HILAPP_RETRY_BASE_S="0.05",
+        HILAPP_RETRY_MAX_S="0.5",
+    )
+    workers = Workers(env, tmp_path)
+    try:
+        yield workers
+    finally:
+        workers.stop_all()
+        _purge_broker()
