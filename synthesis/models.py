@@ -16,12 +16,14 @@ from django.db.models import Q
 from synthesis.states import (
     ApprovalPath,
     AttemptAction,
+    AuditStatus,
     AttemptKind,
     AttemptStatus,
     BatchKind,
     BatchStatus,
     CallStatus,
     CharacterStatus,
+    ExportStatus,
     FrameStatus,
     ReferenceStatus,
     StoryStatus,
@@ -166,6 +168,10 @@ class Frame(TimeStamped, Leased):
     image = models.CharField(max_length=255, blank=True, help_text="the approved image")
     image_sha256 = models.CharField(max_length=64, blank=True)
     approval_path = models.CharField(max_length=16, choices=ApprovalPath.choices, blank=True)
+    audit = models.CharField(
+        max_length=16, choices=AuditStatus.choices, blank=True, default=AuditStatus.NONE,
+        db_index=True,
+    )
     synthesizer_model = models.CharField(max_length=96, blank=True)
     arbitrator_model = models.CharField(max_length=96, blank=True)
     reason = models.TextField(blank=True)
@@ -348,3 +354,27 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model}:{self.object_id} {self.old}→{self.new}"
+
+
+class ExportJob(TimeStamped):
+    """A dataset export: shards, Parquet index, manifest and card written under ``out_dir``."""
+
+    status = models.CharField(
+        max_length=16, choices=ExportStatus.choices, default=ExportStatus.QUEUED, db_index=True
+    )
+    params = models.JSONField(default=dict, blank=True)
+    out_dir = models.CharField(max_length=500)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    manifest = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Export {self.pk} ({self.status})"

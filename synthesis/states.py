@@ -88,6 +88,22 @@ class CallStatus(models.TextChoices):
     ABANDONED = "abandoned"  # its worker died; the reconciler closed it
 
 
+class AuditStatus(models.TextChoices):
+    """The sampled expert audit of a gate-approved frame (withheld from export while pending)."""
+
+    NONE = "", "not sampled"
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+
+
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class ApprovalPath(models.TextChoices):
     GATE = "gate", "IQCC gate"
     HV3_UPLOAD = "hv3_upload", "HV3 manual correction (uploaded image)"
@@ -127,6 +143,10 @@ TRANSITIONS: dict[type[models.TextChoices], dict[str, frozenset[str]]] = {
     AttemptStatus: {
         _A.PENDING: frozenset({_A.PRODUCED, _A.ERRORED}),
         _A.PRODUCED: frozenset({_A.PASSED, _A.FAILED, _A.ERRORED}),
+    },
+    ExportStatus: {
+        ExportStatus.QUEUED: frozenset({ExportStatus.RUNNING, ExportStatus.FAILED}),
+        ExportStatus.RUNNING: frozenset({ExportStatus.DONE, ExportStatus.FAILED}),
     },
     BatchStatus: {
         _B.RUNNING: frozenset({_B.PAUSED, _B.CANCELLED, _B.DONE}),
