@@ -1,1 +1,12 @@
-urlpatterns: list = []
+from django.urls import path
+
+from review import api
+
+app_name = "review-api"
+urlpatterns = [
+    path("next/", api.NextItemView.as_view(), name="next"),
+    path("items/<int:item_id>/", api.ItemDetailView.as_view(), name="item"),
+    path("items/<int:item_id>/votes/", api.VoteView.as_view(), name="votes"),
+    path("items/<int:item_id>/release/", api.ReleaseView.as_view(), name="release"),
+    path("agreement/", api.AgreementView.as_view(), name="agreement"),
+]

@@ -23,7 +23,9 @@ _names = itertools.count(1)
 
 @pytest.fixture
 def make_user(db: Any) -> Callable[..., Any]:
-    def make(role: str | None = EXPERTS, *, username: str | None = None, staff: bool = False) -> Any:
+    def make(
+        role: str | None = EXPERTS, *, username: str | None = None, staff: bool = False
+    ) -> Any:
         user = get_user_model().objects.create_user(
             username=username or f"user{next(_names)}", password=PASSWORD, is_staff=staff
         )

@@ -62,9 +62,9 @@ def test_five_experts_decide_a_thousand_items_at_once(experts, decisions) -> Non
                         raise AssertionError("expert loop does not end")
                     continue
                 # One snapshot: the votes cast plus the seats held never exceed the panel.
-                row = ReviewItem.objects.filter(pk=item.pk).values(
-                    "votes_count", "leases_active"
-                )[0]
+                row = ReviewItem.objects.filter(pk=item.pk).values("votes_count", "leases_active")[
+                    0
+                ]
                 if row["votes_count"] + row["leases_active"] > panel_size():
                     overfull.append((item.pk, row["votes_count"], row["leases_active"]))
                 try:
@@ -76,14 +76,12 @@ def test_five_experts_decide_a_thousand_items_at_once(experts, decisions) -> Non
                     )
                 except VoteRefused as exc:
                     refused[exc.code] += 1
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [
-        threading.Thread(target=expert_loop, args=(e, i)) for i, e in enumerate(experts)
-    ]
+    threads = [threading.Thread(target=expert_loop, args=(e, i)) for i, e in enumerate(experts)]
     for t in threads:
         t.start()
     for t in threads:

@@ -174,7 +174,9 @@ def test_audit_trail_keeps_everything(experts, decisions) -> None:
     item = review_item_open(stage="hv1", subject_id=40)
     vote(item, experts[0], "approve", comment="ok")
     vote(item, experts[1], "approve")
-    kinds = list(ReviewEvent.objects.filter(item=item).order_by("pk").values_list("kind", flat=True))
+    kinds = list(
+        ReviewEvent.objects.filter(item=item).order_by("pk").values_list("kind", flat=True)
+    )
     assert kinds == [
         "opened",
         "lease_given",

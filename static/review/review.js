@@ -1,0 +1,217 @@
+// Review page: keyboard voting with a pre-fetched next item and an undo window.
+// Cards are server-rendered fragments (GET next-card); votes go to the REST API.
+(function () {
+  "use strict";
+  const app = document.getElementById("review-app");
+  if (!app) return;
+  const stageEl = document.getElementById("review-stage");
+  const toastEl = document.getElementById("review-toast");
+  const commentEl = document.getElementById("review-comment");
+  const commentBox = commentEl.closest(".comment-box");
+  const helpEl = document.getElementById("review-help");
+  const csrf = app.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const undoMs = parseInt(app.dataset.undoMs || "4000", 10);
+  const choices = Array.from(app.querySelectorAll("button[data-choice]")).map((b) => b.dataset.choice);
+  const keyToChoice = { a: "approve", r: "reject", 1: "correct", 2: "regenerate", 3: "discard" };
+
+  let current = null;     // {id, html}
+  let prefetched = null;  // {id, html} or null
+  let prefetching = null; // Promise while a prefetch runs
+  let pending = null;     // the vote in its undo window
+  let toastTimer = null;
+
+  const urlFor = (tpl, id) => tpl.replace(/\/0\//, "/" + id + "/");
+  const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random());
+
+  function toast(html, kind, ms) {
+    toastEl.innerHTML = html;
+    toastEl.className = "toast" + (kind ? " " + kind : "");
+    toastEl.hidden = false;
+    clearTimeout(toastTimer);
+    if (ms) toastTimer = setTimeout(() => { toastEl.hidden = true; }, ms);
+  }
+
+  async function fetchCard(exclude) {
+    const ids = exclude.filter(Boolean).join(",");
+    const resp = await fetch(app.dataset.nextUrl + (ids ? "?exclude=" + ids : ""), {
+      credentials: "same-origin", headers: { "X-Requested-With": "fetch" },
+    });
+    if (resp.status === 204) return null;
+    if (!resp.ok) throw new Error("HTTP " + resp.status);
+    return { id: resp.headers.get("X-Review-Item"), html: await resp.text() };
+  }
+
+  function busyIds() {
+    return [current && current.id, pending && pending.item.id];
+  }
+
+  function prefetch() {
+    if (prefetched || prefetching) return prefetching;
+    prefetching = fetchCard(busyIds())
+      .then((card) => { prefetched = card; })
+      .catch(() => { prefetched = null; })
+      .finally(() => { prefetching = null; });
+    return prefetching;
+  }
+
+  function show(card) {
+    current = card;
+    commentEl.value = "";
+    commentBox.hidden = true;
+    if (card) {
+      stageEl.innerHTML = card.html;
+      wireCard();
+    } else {
+      stageEl.innerHTML = document.getElementById("review-empty").innerHTML;
+    }
+  }
+
+  function wireCard() {
+    stageEl.querySelectorAll("img.zoomable").forEach((img) => {
+      img.addEventListener("click", () => img.classList.toggle("zoomed"));
+    });
+  }
+
+  async function advance() {
+    if (prefetching) await prefetching;
+    if (prefetched) {
+      const card = prefetched;
+      prefetched = null;
+      show(card);
+    } else {
+      show(await fetchCard(busyIds()).catch(() => null));
+    }
+    prefetch();
+  }
+
+  function correctionData() {
+    const card = stageEl.querySelector(".review-card");
+    const file = card && card.querySelector("input[type=file]");
+    const text = card && card.querySelector("textarea[name=instruction]");
+    return {
+      image: file && file.files.length ? file.files[0] : null,
+      instruction: text ? text.value.trim() : "",
+    };
+  }
+
+  function vote(choice) {
+    if (!current || !choices.includes(choice)) return;
+    let extra = { image: null, instruction: "" };
+    if (choice === "correct") {
+      extra = correctionData();
+      if (!extra.image && !extra.instruction) {
+        toast("A manual correction needs a corrected image or an edit instruction.", "error", 5000);
+        const text = stageEl.querySelector("textarea[name=instruction]");
+        if (text) text.focus();
+        return;
+      }
+    }
+    if (pending) send(pending); // a second vote inside the window: the first one is final
+    const item = current;
+    pending = { item, choice, comment: commentEl.value.trim(), key: newKey(), ...extra };
+    const mine = pending;
+    mine.timer = setTimeout(() => send(mine), undoMs);
+    toast(
+      "Voted <strong>" + choice + "</strong> on item #" + item.id +
+        ' <button type="button" data-action="undo">Undo (u)</button>',
+      "", undoMs + 200
+    );
+    advance();
+  }
+
+  function undo() {
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    const back = pending;
+    pending = null;
+    if (current) prefetched = current; // the item shown meanwhile waits as the next one
+    show(back.item);
+    commentEl.value = back.comment;
+    toast("Vote undone: item #" + back.item.id + " is back.", "", 2500);
+  }
+
+  async function send(p, keepalive) {
+    clearTimeout(p.timer);
+    if (pending === p) pending = null;
+    if (p.sent) return;
+    p.sent = true;
+    const body = new FormData();
+    body.append("choice", p.choice);
+    body.append("comment", p.comment);
+    body.append("idempotency_key", p.key);
+    if (p.instruction) body.append("instruction", p.instruction);
+    if (p.image) body.append("image", p.image);
+    for (let attempt = 0; attempt < 4; attempt++) {
+      try {
+        const resp = await fetch(urlFor(app.dataset.voteUrl, p.item.id), {
+          method: "POST", body, credentials: "same-origin", keepalive: !!keepalive,
+          headers: { "X-CSRFToken": csrf },
+        });
+        const data = await resp.json().catch(() => ({}));
+        if (resp.ok) {
+          const msg = data.decided
+            ? "Vote recorded — item #" + p.item.id + " decided: " + data.decision_choice + "."
+            : "Vote recorded on item #" + p.item.id + ".";
+          toast(msg, "", 2500);
+        } else {
+          toast("Item #" + p.item.id + ": " + (data.detail || "vote refused (HTTP " + resp.status + ")"), "error", 6000);
+        }
+        return;
+      } catch (err) {
+        // Network trouble: retry with the same idempotency key, so it never counts twice.
+        await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+      }
+    }
+    toast("Item #" + p.item.id + ": the vote could not be sent; reload the page.", "error", 0);
+  }
+
+  async function skip() {
+    if (!current) return;
+    const item = current;
+    await fetch(urlFor(app.dataset.releaseUrl, item.id), {
+      method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrf },
+    }).catch(() => null);
+    toast("Skipped item #" + item.id + ".", "", 2000);
+    await advance();
+  }
+
+  function openComment() {
+    commentBox.hidden = false;
+    commentEl.focus();
+  }
+
+  document.addEventListener("keydown", (ev) => {
+    if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const typing = ev.target.closest && ev.target.closest("input, textarea, select");
+    if (typing) {
+      if (ev.key === "Escape") ev.target.blur();
+      return;
+    }
+    if (helpEl.open && ev.key !== "?") return;
+    const key = ev.key.toLowerCase();
+    if (keyToChoice[key] && choices.includes(keyToChoice[key])) { ev.preventDefault(); vote(keyToChoice[key]); }
+    else if (key === "s") { ev.preventDefault(); skip(); }
+    else if (key === "c") { ev.preventDefault(); openComment(); }
+    else if (key === "u") { ev.preventDefault(); undo(); }
+    else if (ev.key === "?") { ev.preventDefault(); helpEl.open ? helpEl.close() : helpEl.showModal(); }
+  });
+
+  app.addEventListener("click", (ev) => {
+    const btn = ev.target.closest("button");
+    if (!btn) return;
+    if (btn.dataset.choice) vote(btn.dataset.choice);
+    else if (btn.dataset.action === "skip") skip();
+    else if (btn.dataset.action === "comment") openComment();
+    else if (btn.dataset.action === "help") helpEl.showModal();
+    else if (btn.dataset.action === "undo") undo();
+    else if (btn.dataset.action === "reload") advance();
+  });
+
+  // Leaving the page ends the undo window: send the vote rather than lose it.
+  window.addEventListener("pagehide", () => { if (pending) send(pending, true); });
+
+  (async function start() {
+    show(await fetchCard([]).catch(() => null));
+    prefetch();
+  })();
+})();
