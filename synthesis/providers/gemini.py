@@ -47,6 +47,14 @@ try:  # the SDK may talk through either client library
 except ImportError:  # pragma: no cover
     _TIMEOUTS, _TRANSPORT = (httpx.TimeoutException,), (httpx.TransportError,)
 
+_MAPPED: tuple[type[BaseException], ...] = (
+    errors.APIError,
+    *_TIMEOUTS,
+    *_TRANSPORT,
+    json.JSONDecodeError,
+    ValueError,
+)
+
 # Finish / block reasons that mean the safety system refused.
 POLICY_REASONS = frozenset(
     {
@@ -120,7 +128,7 @@ def _mapped_errors() -> Iterator[None]:
         yield
     except ProviderError:
         raise
-    except (errors.APIError, *_TIMEOUTS, *_TRANSPORT, json.JSONDecodeError, ValueError) as exc:
+    except _MAPPED as exc:
         raise map_error(exc) from exc
 
 
@@ -175,9 +183,9 @@ def _schema_config(schema: type[BaseModel]) -> dict[str, Any]:
     try:
         from google.genai import _transformers
 
-        _transformers.t_schema(None, schema)  # type: ignore[arg-type]
+        _transformers.t_schema(None, schema)
         return {"response_schema": schema}
-    except Exception:  # noqa: BLE001 - a schema the subset cannot express
+    except Exception:  # a schema the subset cannot express
         return {"response_json_schema": schema.model_json_schema()}
 
 
@@ -189,6 +197,7 @@ class GeminiText(TextModel):
         config = types.GenerateContentConfig(
             response_mime_type="application/json",
             temperature=self.options.get("temperature"),
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
             **_schema_config(request.schema),
         )
         with _mapped_errors():
@@ -247,6 +256,7 @@ class GeminiImage(ImageModel):
         contents: list[Any] = [text, *map(_image_part, images)]
         config = types.GenerateContentConfig(
             response_modalities=["IMAGE"],
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
             image_config=types.ImageConfig(aspect_ratio=self._aspect_ratio(request.size)),
         )
         with _mapped_errors():
