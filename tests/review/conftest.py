@@ -37,6 +37,11 @@ def make_user(db: Any) -> Callable[..., Any]:
 
 
 @pytest.fixture
+def user_password() -> str:
+    return PASSWORD
+
+
+@pytest.fixture
 def experts(make_user: Callable[..., Any]) -> list[Any]:
     return [make_user(EXPERTS, username=f"expert{i}-{next(_names)}") for i in range(5)]
 
