@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, Group
 from django.http import HttpRequest
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -21,25 +22,26 @@ CONSUMERS = "consumers"
 AnyUser = AbstractBaseUser | AnonymousUser
 
 
-def _in_group(user: AnyUser, group: str) -> bool:
+def _in_group(user: Any, group: str) -> bool:
     if not user.is_authenticated:
         return False
     names = getattr(user, "_hilapp_groups", None)
     if names is None:
-        names = set(user.groups.values_list("name", flat=True))  # type: ignore[union-attr]
-        user._hilapp_groups = names  # type: ignore[union-attr]
+        # Cached on the user object: a page asks several role questions per request.
+        names = set(user.groups.values_list("name", flat=True))
+        user._hilapp_groups = names
     return group in names
 
 
-def is_admin(user: AnyUser) -> bool:
-    return bool(user.is_authenticated and user.is_staff)  # type: ignore[union-attr]
+def is_admin(user: Any) -> bool:
+    return bool(user.is_authenticated and user.is_staff)
 
 
-def is_expert(user: AnyUser) -> bool:
+def is_expert(user: Any) -> bool:
     return _in_group(user, EXPERTS)
 
 
-def is_consumer(user: AnyUser) -> bool:
+def is_consumer(user: Any) -> bool:
     return _in_group(user, CONSUMERS)
 
 

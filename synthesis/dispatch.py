@@ -31,7 +31,7 @@ def touch_lease(model: type[models.Model], pks: list[int]) -> None:
 
 def send_on_commit(task: str, args: list[object], *, queue: str = DEFAULT_QUEUE) -> None:
     # Resolved by name (no import of synthesis.tasks here); apply_async honours eager mode.
-    transaction.on_commit(lambda: current_app.tasks[task].apply_async(args=args, queue=queue))
+    transaction.on_commit(lambda: current_app.tasks[task].apply_async(args=tuple(args), queue=queue))
 
 
 def subject_model(kind: AttemptKind) -> type[models.Model]:

@@ -115,7 +115,9 @@ class GatePolicy(ABC):
 
 
 def attempts_of(policy: GatePolicy, subject_id: int) -> models.QuerySet[GateAttempt]:
-    return GateAttempt.objects.filter(kind=policy.kind, **{f"{policy.subject_field}_id": subject_id})
+    return GateAttempt.objects.filter(
+        kind=policy.kind, **{f"{policy.subject_field}_id": subject_id}
+    )
 
 
 def attempt_open(
@@ -167,7 +169,9 @@ def gate_step(policy: GatePolicy, subject_id: int) -> Step:
         return Step.DONE
     if attempt.status == AttemptStatus.ERRORED:
         with transaction.atomic():
-            policy.on_error(subject, attempt, ProviderError(attempt.error, kind=ErrorKind.BAD_REQUEST))
+            policy.on_error(
+                subject, attempt, ProviderError(attempt.error, kind=ErrorKind.BAD_REQUEST)
+            )
         return Step.DONE
     return _after_failure(policy, subject, attempt)
 
@@ -189,19 +193,31 @@ def _work_on(policy: GatePolicy, subject: Any, attempt: GateAttempt) -> Step:
             produced = policy.produce(subject, attempt)
             name, digest = policy.save_image(produced.image)
             transition(
-                GateAttempt, attempt.pk, old=AttemptStatus.PENDING, new=AttemptStatus.PRODUCED,
-                image=name, image_sha256=digest, producer_model=produced.model_label,
+                GateAttempt,
+                attempt.pk,
+                old=AttemptStatus.PENDING,
+                new=AttemptStatus.PRODUCED,
+                image=name,
+                image_sha256=digest,
+                producer_model=produced.model_label,
                 lease_until=None,
             )
         else:
             verdict = policy.judge(subject, attempt)
             transition(
-                GateAttempt, attempt.pk, old=AttemptStatus.PRODUCED,
+                GateAttempt,
+                attempt.pk,
+                old=AttemptStatus.PRODUCED,
                 new=AttemptStatus.PASSED if verdict.passed else AttemptStatus.FAILED,
-                reason=verdict.error_scope, judge_model=verdict.judge_model,
-                score_sc=verdict.score_sc, score_pq=verdict.score_pq,
-                score_overall=verdict.score_overall, error_scope=verdict.error_scope,
-                report=verdict.report, finished_at=timezone.now(), lease_until=None,
+                reason=verdict.error_scope,
+                judge_model=verdict.judge_model,
+                score_sc=verdict.score_sc,
+                score_pq=verdict.score_pq,
+                score_overall=verdict.score_overall,
+                error_scope=verdict.error_scope,
+                report=verdict.report,
+                finished_at=timezone.now(),
+                lease_until=None,
             )
     except ProviderError as exc:
         if exc.kind == ErrorKind.BUDGET:
@@ -210,9 +226,16 @@ def _work_on(policy: GatePolicy, subject: Any, attempt: GateAttempt) -> Step:
         if exc.permanent or exc.kind == ErrorKind.MALFORMED:
             # A model that refuses, or whose answer never parses, gives no result: the
             # attempt errors out with the reason; it is never given a made-up score.
-            transition(GateAttempt, attempt.pk, old=attempt.status, new=AttemptStatus.ERRORED,
-                       reason=str(exc), error=str(exc), finished_at=timezone.now(),
-                       lease_until=None)
+            transition(
+                GateAttempt,
+                attempt.pk,
+                old=attempt.status,
+                new=AttemptStatus.ERRORED,
+                reason=str(exc),
+                error=str(exc),
+                finished_at=timezone.now(),
+                lease_until=None,
+            )
             return Step.CONTINUE
         GateAttempt.objects.filter(pk=attempt.pk).update(lease_until=None)
         raise
@@ -221,9 +244,9 @@ def _work_on(policy: GatePolicy, subject: Any, attempt: GateAttempt) -> Step:
 
 def _after_failure(policy: GatePolicy, subject: Any, failed: GateAttempt) -> Step:
     round_ = policy.round_of(subject)
-    failures = attempts_of(policy, subject.pk).filter(
-        round=round_, status=AttemptStatus.FAILED
-    ).count()
+    failures = (
+        attempts_of(policy, subject.pk).filter(round=round_, status=AttemptStatus.FAILED).count()
+    )
     if failures < policy.max_attempts():
         plan = policy.plan_retry(subject, failed)
         attempt_open(policy, subject.pk, number=failed.number + 1, round_=round_, plan=plan)

@@ -16,9 +16,9 @@ from django.db.models import Q
 from synthesis.states import (
     ApprovalPath,
     AttemptAction,
-    AuditStatus,
     AttemptKind,
     AttemptStatus,
+    AuditStatus,
     BatchKind,
     BatchStatus,
     CallStatus,
@@ -155,6 +155,9 @@ class StoryCast(models.Model):
             models.UniqueConstraint(fields=["story", "order"], name="cast_story_order"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.story_id}#{self.order}: {self.character_id}"
+
 
 class Frame(TimeStamped, Leased):
     story = models.ForeignKey(Story, on_delete=models.CASCADE, related_name="frames")
@@ -169,7 +172,10 @@ class Frame(TimeStamped, Leased):
     image_sha256 = models.CharField(max_length=64, blank=True)
     approval_path = models.CharField(max_length=16, choices=ApprovalPath.choices, blank=True)
     audit = models.CharField(
-        max_length=16, choices=AuditStatus.choices, blank=True, default=AuditStatus.NONE,
+        max_length=16,
+        choices=AuditStatus.choices,
+        blank=True,
+        default=AuditStatus.NONE,
         db_index=True,
     )
     synthesizer_model = models.CharField(max_length=96, blank=True)
@@ -214,6 +220,9 @@ class FrameCharacter(TimeStamped, Leased):
             models.UniqueConstraint(fields=["frame", "character"], name="framechar_unique"),
             models.UniqueConstraint(fields=["frame", "slot"], name="framechar_slot"),
         ]
+
+    def __str__(self) -> str:
+        return f"Frame {self.frame_id} · {self.character_id} ({self.pid}, {self.eid}, {self.ctag})"
 
 
 class GateAttempt(TimeStamped, Leased):
@@ -262,12 +271,24 @@ class GateAttempt(TimeStamped, Leased):
             models.CheckConstraint(
                 name="attempt_one_subject",
                 condition=(
-                    Q(kind="character", character__isnull=False, reference__isnull=True,
-                      frame__isnull=True)
-                    | Q(kind="reference", character__isnull=True, reference__isnull=False,
-                        frame__isnull=True)
-                    | Q(kind="frame", character__isnull=True, reference__isnull=True,
-                        frame__isnull=False)
+                    Q(
+                        kind="character",
+                        character__isnull=False,
+                        reference__isnull=True,
+                        frame__isnull=True,
+                    )
+                    | Q(
+                        kind="reference",
+                        character__isnull=True,
+                        reference__isnull=False,
+                        frame__isnull=True,
+                    )
+                    | Q(
+                        kind="frame",
+                        character__isnull=True,
+                        reference__isnull=True,
+                        frame__isnull=False,
+                    )
                 ),
             ),
             models.UniqueConstraint(

@@ -43,8 +43,8 @@ def transition(
     if new not in edges.get(old, frozenset()):
         raise IllegalTransition(f"{model.__name__} cannot go from {old!r} to {new!r}")
     with transaction.atomic():
-        changed = (
-            model._default_manager.filter(pk=pk, **{field: old}).update(**{field: new}, **updates)
+        changed = model._default_manager.filter(pk=pk, **{field: old}).update(
+            **{field: new}, **updates
         )
         if changed:
             StatusChange.objects.create(

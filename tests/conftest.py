@@ -7,6 +7,7 @@ on both.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if settings.IS_POSTGRES:
         return
-    kept, dropped = [], []
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         (dropped if item.get_closest_marker("postgres") else kept).append(item)
     if dropped:
@@ -52,8 +54,13 @@ def make_user(db: Any) -> Callable[..., Any]:
     return make
 
 
-def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.25,
-               message: str = "condition") -> None:
+def wait_until(
+    predicate: Callable[[], bool],
+    *,
+    timeout: float,
+    interval: float = 0.25,
+    message: str = "condition",
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -83,14 +90,35 @@ class Workers:
         self.log_dir = log_dir
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, *, concurrency: int = 2, queues: str = "celery,api,gpu") -> subprocess.Popen[bytes]:
+    def start(
+        self, *, concurrency: int = 2, queues: str = "celery,api,gpu"
+    ) -> subprocess.Popen[bytes]:
         n = len(self.procs)
         log = open(self.log_dir / f"worker-{n}.log", "wb")  # noqa: SIM115 - lives with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "hilapp", "worker", "-Q", queues,
-             "--concurrency", str(concurrency), "--loglevel", "INFO", "-n", f"test{n}@%h",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "hilapp",
+                "worker",
+                "-Q",
+                queues,
+                "--concurrency",
+                str(concurrency),
+                "--loglevel",
+                "INFO",
+                "-n",
+                f"test{n}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs.append(proc)
@@ -121,10 +149,8 @@ def _purge_broker() -> None:
 
     with app.connection_for_write() as conn:
         for queue in ("celery", "api", "gpu"):
-            try:
-                conn.default_channel.queue_purge(queue)
-            except Exception:  # noqa: BLE001 - a queue that does not exist yet is empty
-                pass
+            with contextlib.suppress(Exception):
+                conn.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
 
 
 @pytest.fixture

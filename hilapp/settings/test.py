@@ -9,8 +9,8 @@ from pathlib import Path
 
 os.environ.setdefault("HILAPP_TESTING", "1")
 
-from hilapp.settings.base import *  # noqa: E402,F403
-from hilapp.settings.base import DATABASES, VAR_DIR  # noqa: E402
+from hilapp.settings.base import *  # noqa: F403
+from hilapp.settings.base import DATABASES, VAR_DIR
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT") or VAR_DIR / "test-media")

@@ -134,7 +134,9 @@ def choose(
     """
     entries = [e for e in role_entries(role, overrides) if available(e)]
     if not entries:
-        raise ProviderError(f"no available provider for role {role.value}", kind=ErrorKind.UNAVAILABLE)
+        raise ProviderError(
+            f"no available provider for role {role.value}", kind=ErrorKind.UNAVAILABLE
+        )
     digest = hashlib.sha256(f"{seed}|{key}|{role.value}".encode()).digest()
     rng = random.Random(int.from_bytes(digest[:8], "big"))
     return rng.choices(entries, weights=[e.weight for e in entries], k=1)[0]

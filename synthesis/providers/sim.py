@@ -167,8 +167,9 @@ class _SimBase:
         if self.config.latency_ms:
             time.sleep(self.config.latency_ms / 1000)
         if self._hit(self._rng(request, "transient"), "transient_error"):
-            raise ProviderError("simulated 503 Service Unavailable", kind=ErrorKind.SERVER,
-                                status=503)
+            raise ProviderError(
+                "simulated 503 Service Unavailable", kind=ErrorKind.SERVER, status=503
+            )
 
 
 def image_faults(image: bytes) -> dict[str, Any]:
@@ -227,8 +228,9 @@ class SimTextModel(_SimBase, TextModel):
             return self._script(request, rng)
         if schema is IqccReport:
             return self._iqcc(request, rng)
-        raise ProviderError(f"the simulator cannot answer {schema.__name__}",
-                            kind=ErrorKind.BAD_REQUEST)
+        raise ProviderError(
+            f"the simulator cannot answer {schema.__name__}", kind=ErrorKind.BAD_REQUEST
+        )
 
     def _concept(self, subject: Mapping[str, Any], rng: random.Random) -> CharacterConcept:
         name = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
@@ -291,8 +293,7 @@ class SimTextModel(_SimBase, TextModel):
         cids = list(subject["cids"])
         low, high = int(subject["min_frames"]), int(subject["max_frames"])
         vocab = load_vocabulary()
-        poses, exprs, comps = (list(vocab.poses), list(vocab.expressions),
-                               list(vocab.compositions))
+        poses, exprs, comps = (list(vocab.poses), list(vocab.expressions), list(vocab.compositions))
         # Most stories run 6-9 frames in the paper: favour the low end of the range.
         count = min(high, low + int(rng.expovariate(0.5)))
         frames = []
@@ -303,9 +304,11 @@ class SimTextModel(_SimBase, TextModel):
                 ScriptFrame(
                     frame_text=f"Frame {i + 1}: {rng.choice(_BEATS)}",
                     characters=[
-                        ScriptCharacter(cid=c, pid=rng.choice(poses), eid=rng.choice(exprs),
-                                        ctag=ctag)
-                        for c in cids if c in cast
+                        ScriptCharacter(
+                            cid=c, pid=rng.choice(poses), eid=rng.choice(exprs), ctag=ctag
+                        )
+                        for c in cids
+                        if c in cast
                     ],
                 )
             )
@@ -325,7 +328,10 @@ class SimTextModel(_SimBase, TextModel):
             return CheckResult(verdict=Verdict.FAIL if reasons else Verdict.PASS, reasons=reasons)
 
         scope = (
-            ErrorScope.GLOBAL if global_faults else ErrorScope.LOCAL if local_faults
+            ErrorScope.GLOBAL
+            if global_faults
+            else ErrorScope.LOCAL
+            if local_faults
             else ErrorScope.NONE
         )
         instruction = ""
@@ -374,8 +380,12 @@ def _break_script(script: StoryScript, rng: random.Random, *, low: int, high: in
     elif rule == "duplicate":
         frame.characters.append(first.model_copy())
     else:
-        script.frames = script.frames[: max(1, low - 1)] if rng.random() < 0.5 else (
-            script.frames + [script.frames[-1].model_copy()] * (high + 1 - len(script.frames))
+        script.frames = (
+            script.frames[: max(1, low - 1)]
+            if rng.random() < 0.5
+            else (
+                script.frames + [script.frames[-1].model_copy()] * (high + 1 - len(script.frames))
+            )
         )
 
 
@@ -397,13 +407,19 @@ class SimImageModel(_SimBase, ImageModel):
         seed = rng.getrandbits(32)
         if request.role == Role.CHARACTER_RENDERER:
             faults = ["low_quality"] if self._hit(rng, "low_viescore") else []
-            image = draw_template(_figure(request.subject["figure"]), size=size,
-                                  degraded=bool(faults), seed=seed)
+            image = draw_template(
+                _figure(request.subject["figure"]), size=size, degraded=bool(faults), seed=seed
+            )
             meta = {"faults": faults, "missing": []}
         elif request.role == Role.REFERENCE_EDITOR:
             faults = [rng.choice(REFERENCE_FAULTS)] if self._hit(rng, "low_viescore") else []
-            image = draw_reference(_figure(request.subject["figure"]), size=size,
-                                   degraded="low_quality" in faults, faults=faults, seed=seed)
+            image = draw_reference(
+                _figure(request.subject["figure"]),
+                size=size,
+                degraded="low_quality" in faults,
+                faults=faults,
+                seed=seed,
+            )
             meta = {"faults": faults, "missing": []}
         elif request.role == Role.FRAME_SYNTHESIZER:
             meta = self._frame_faults(request.subject, rng)

@@ -13,9 +13,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from review.services import review_item_open
 
 from hilapp.imaging import from_png, standardize_template, to_png
+from review.services import review_item_open
 from synthesis import dispatch
 from synthesis.artifacts import read_bytes
 from synthesis.gate import GatePolicy, Judgement, Produced, Retry, attempt_open
@@ -63,20 +63,26 @@ def batch_launch_characters(
     rng = random.Random(seed)
     with transaction.atomic():
         batch = Batch.objects.create(
-            kind=BatchKind.CHARACTERS, seed=seed, requested=count, params=cleaned,
-            budget_usd=budget, created_by=created_by,
+            kind=BatchKind.CHARACTERS,
+            seed=seed,
+            requested=count,
+            params=cleaned,
+            budget_usd=budget,
+            created_by=created_by,
         )
         characters = []
         for index in range(count):
             subject_cat, subject_type = _sample(rng, taxonomy.sample_subject, subject_filter)
-            profession_cat, profession = _sample(
-                rng, taxonomy.sample_profession, profession_filter
-            )
+            profession_cat, profession = _sample(rng, taxonomy.sample_profession, profession_filter)
             characters.append(
                 Character(
-                    batch=batch, index=index, cid=f"C{batch.pk}-{index:05d}",
-                    subject_category=subject_cat.id, subject_type=subject_type,
-                    profession_category=profession_cat.id, profession=profession,
+                    batch=batch,
+                    index=index,
+                    cid=f"C{batch.pk}-{index:05d}",
+                    subject_category=subject_cat.id,
+                    subject_type=subject_type,
+                    profession_category=profession_cat.id,
+                    profession=profession,
                 )
             )
         Character.objects.bulk_create(characters, batch_size=500)
@@ -109,8 +115,13 @@ def character_draft(*, character_id: int) -> bool:
     if character.status != CharacterStatus.DRAFTING:
         return False
     if character.batch.status == BatchStatus.CANCELLED:
-        transition(Character, character.pk, old=CharacterStatus.DRAFTING,
-                   new=CharacterStatus.CANCELLED, reason="batch cancelled before drafting")
+        transition(
+            Character,
+            character.pk,
+            old=CharacterStatus.DRAFTING,
+            new=CharacterStatus.CANCELLED,
+            reason="batch cancelled before drafting",
+        )
         return False
     if not batch_accepts_work(character.batch):
         return False
@@ -122,34 +133,56 @@ def character_draft(*, character_id: int) -> bool:
         "profession_category": taxonomy.profession_category_of(character.profession).label,
     }
     request = TextRequest(
-        role=Role.PLANNER, prompt=render_prompt("character_concept", **facts),
-        schema=CharacterConcept, seed_key=f"{character.cid}:concept", subject=facts,
+        role=Role.PLANNER,
+        prompt=render_prompt("character_concept", **facts),
+        schema=CharacterConcept,
+        seed_key=f"{character.cid}:concept",
+        subject=facts,
     )
     try:
         result, call = call_text(request, call_context(character))
     except ProviderError as exc:
         if exc.permanent and exc.kind != "budget":
-            transition(Character, character.pk, old=CharacterStatus.DRAFTING,
-                       new=CharacterStatus.FAILED, reason=str(exc))
+            transition(
+                Character,
+                character.pk,
+                old=CharacterStatus.DRAFTING,
+                new=CharacterStatus.FAILED,
+                reason=str(exc),
+            )
             return False
         raise
     concept = result.data
     assert isinstance(concept, CharacterConcept)
     render = render_prompt(
-        "character_render", name=concept.name, visual_description=concept.visual_description,
-        palette=concept.palette, subject_type=character.subject_type,
+        "character_render",
+        name=concept.name,
+        visual_description=concept.visual_description,
+        palette=concept.palette,
+        subject_type=character.subject_type,
         profession=character.profession,
     )
     with transaction.atomic():
         moved = transition(
-            Character, character.pk, old=CharacterStatus.DRAFTING, new=CharacterStatus.RENDERING,
-            reason="concept drafted", name=concept.name,
-            visual_description=concept.visual_description, personality=concept.personality,
-            palette=concept.palette, planner_model=call.model_label,
+            Character,
+            character.pk,
+            old=CharacterStatus.DRAFTING,
+            new=CharacterStatus.RENDERING,
+            reason="concept drafted",
+            name=concept.name,
+            visual_description=concept.visual_description,
+            personality=concept.personality,
+            palette=concept.palette,
+            planner_model=call.model_label,
         )
         if moved:
-            attempt_open(CHARACTER_GATE, character.pk, number=1, round_=1,
-                         plan=Retry(action=AttemptAction.INITIAL, prompt=render))
+            attempt_open(
+                CHARACTER_GATE,
+                character.pk,
+                number=1,
+                round_=1,
+                plan=Retry(action=AttemptAction.INITIAL, prompt=render),
+            )
             dispatch.gate(AttemptKind.CHARACTER, character.pk)
     return moved
 
@@ -157,8 +190,11 @@ def character_draft(*, character_id: int) -> bool:
 def figure_of(character: Character, **extra: Any) -> dict[str, Any]:
     """What the simulator needs to draw this character (real providers use the prompt)."""
     return {
-        "cid": character.cid, "name": character.name, "palette": list(character.palette),
-        "category": character.subject_category, **extra,
+        "cid": character.cid,
+        "name": character.name,
+        "palette": list(character.palette),
+        "category": character.subject_category,
+        **extra,
     }
 
 
@@ -189,9 +225,13 @@ class CharacterGate(GatePolicy):
 
     def judge(self, subject: Character, attempt: GateAttempt) -> Judgement:
         return viescore_judge(
-            mode="t2i", images=[read_bytes(attempt.image)], text=attempt.prompt_text,
-            ctx=call_context(subject, attempt.pk), seed_key=f"{subject.cid}:judge:{attempt.number}",
-            threshold=settings.HILAPP_VIESCORE_THRESHOLD, strict=False,
+            mode="t2i",
+            images=[read_bytes(attempt.image)],
+            text=attempt.prompt_text,
+            ctx=call_context(subject, attempt.pk),
+            seed_key=f"{subject.cid}:judge:{attempt.number}",
+            threshold=settings.HILAPP_VIESCORE_THRESHOLD,
+            strict=False,
         )
 
     def plan_retry(self, subject: Character, failed: GateAttempt) -> Retry:
@@ -199,15 +239,22 @@ class CharacterGate(GatePolicy):
 
     def on_pass(self, subject: Character, attempt: GateAttempt) -> None:
         moved = transition(
-            Character, subject.pk, old=CharacterStatus.RENDERING,
-            new=CharacterStatus.PENDING_HV1, reason=f"VIEScore {attempt.score_overall}",
-            template=attempt.image, renderer_model=attempt.producer_model,
-            judge_model=attempt.judge_model, viescore_sc=attempt.score_sc,
-            viescore_pq=attempt.score_pq, viescore_overall=attempt.score_overall,
+            Character,
+            subject.pk,
+            old=CharacterStatus.RENDERING,
+            new=CharacterStatus.PENDING_HV1,
+            reason=f"VIEScore {attempt.score_overall}",
+            template=attempt.image,
+            renderer_model=attempt.producer_model,
+            judge_model=attempt.judge_model,
+            viescore_sc=attempt.score_sc,
+            viescore_pq=attempt.score_pq,
+            viescore_overall=attempt.score_overall,
         )
         if moved:
-            review_item_open(stage="hv1", subject_id=subject.pk,
-                             subject_label=f"{subject.cid} {subject.name}")
+            review_item_open(
+                stage="hv1", subject_id=subject.pk, subject_label=f"{subject.cid} {subject.name}"
+            )
 
     def on_exhausted(self, subject: Character, attempt: GateAttempt) -> None:
         sc = (attempt.report or {}).get("sc", {}).get("reasoning", "")
@@ -216,15 +263,27 @@ class CharacterGate(GatePolicy):
             f"(SC {attempt.score_sc}, PQ {attempt.score_pq}). {sc}"
         ).strip()
         transition(
-            Character, subject.pk, old=CharacterStatus.RENDERING, new=CharacterStatus.DISCARDED,
-            reason=reason, template=attempt.image, renderer_model=attempt.producer_model,
-            judge_model=attempt.judge_model, viescore_sc=attempt.score_sc,
-            viescore_pq=attempt.score_pq, viescore_overall=attempt.score_overall,
+            Character,
+            subject.pk,
+            old=CharacterStatus.RENDERING,
+            new=CharacterStatus.DISCARDED,
+            reason=reason,
+            template=attempt.image,
+            renderer_model=attempt.producer_model,
+            judge_model=attempt.judge_model,
+            viescore_sc=attempt.score_sc,
+            viescore_pq=attempt.score_pq,
+            viescore_overall=attempt.score_overall,
         )
 
     def on_error(self, subject: Character, attempt: GateAttempt, error: ProviderError) -> None:
-        transition(Character, subject.pk, old=CharacterStatus.RENDERING,
-                   new=CharacterStatus.FAILED, reason=attempt.error or str(error))
+        transition(
+            Character,
+            subject.pk,
+            old=CharacterStatus.RENDERING,
+            new=CharacterStatus.FAILED,
+            reason=attempt.error or str(error),
+        )
 
 
 CHARACTER_GATE = CharacterGate()
@@ -248,9 +307,12 @@ def _standardized(png: bytes, size: int) -> bytes:
 def character_apply_review(*, character_id: int, approved: bool, reason: str = "") -> bool:
     """HV1's decision: lock the CID or reject it (called once, inside the deciding transaction)."""
     return transition(
-        Character, character_id, old=CharacterStatus.PENDING_HV1,
+        Character,
+        character_id,
+        old=CharacterStatus.PENDING_HV1,
         new=CharacterStatus.LOCKED if approved else CharacterStatus.REJECTED,
-        reason=reason or ("HV1 approved" if approved else "HV1 rejected"), actor="hv1",
+        reason=reason or ("HV1 approved" if approved else "HV1 rejected"),
+        actor="hv1",
     )
 
 

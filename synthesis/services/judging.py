@@ -43,12 +43,22 @@ def viescore_judge(
         else render_prompt("viescore_edit_sc", instruction=text)
     )
     pq_prompt = render_prompt(f"viescore_{mode}_pq")
-    sc_request = TextRequest(role=Role.JUDGE, prompt=sc_prompt, schema=ScoreAnswer,
-                             images=images, seed_key=f"{seed_key}:sc")
+    sc_request = TextRequest(
+        role=Role.JUDGE,
+        prompt=sc_prompt,
+        schema=ScoreAnswer,
+        images=images,
+        seed_key=f"{seed_key}:sc",
+    )
     entry = select_entry(Role.JUDGE, sc_request, ctx)
     sc_result, _ = call_text(sc_request, ctx, entry=entry)
-    pq_request = TextRequest(role=Role.JUDGE, prompt=pq_prompt, schema=ScoreAnswer,
-                             images=images[-1:], seed_key=f"{seed_key}:pq")
+    pq_request = TextRequest(
+        role=Role.JUDGE,
+        prompt=pq_prompt,
+        schema=ScoreAnswer,
+        images=images[-1:],
+        seed_key=f"{seed_key}:pq",
+    )
     pq_result, _ = call_text(pq_request, ctx, entry=entry)
     sc = _as_score(sc_result.data).minimum()
     pq = _as_score(pq_result.data).minimum()
@@ -74,16 +84,25 @@ def _as_score(data: Any) -> ScoreAnswer:
 
 
 def apt_rewrite(
-    *, stage: str, original_prompt: str, failure_report: str, image: bytes | None,
-    ctx: CallContext, seed_key: str
+    *,
+    stage: str,
+    original_prompt: str,
+    failure_report: str,
+    image: bytes | None,
+    ctx: CallContext,
+    seed_key: str,
 ) -> AptAnswer:
     """Auto-Prompt Tuning: the judge diagnoses the failure and rewrites the prompt."""
     prompt = render_prompt(
         "apt", stage=stage, original_prompt=original_prompt, failure_report=failure_report
     )
     request = TextRequest(
-        role=Role.JUDGE, prompt=prompt, schema=AptAnswer, images=[image] if image else [],
-        seed_key=seed_key, subject={"original_prompt": original_prompt},
+        role=Role.JUDGE,
+        prompt=prompt,
+        schema=AptAnswer,
+        images=[image] if image else [],
+        seed_key=seed_key,
+        subject={"original_prompt": original_prompt},
     )
     result, _ = call_text(request, ctx)
     assert isinstance(result.data, AptAnswer)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models, transaction
@@ -37,7 +37,10 @@ def _resend_draft(pk: int) -> None:
 STUCK_RULES: list[StuckRule] = [
     StuckRule("character_draft", Character, (CharacterStatus.DRAFTING,), "batch", _resend_draft),
     StuckRule(
-        "character_gate", Character, (CharacterStatus.RENDERING,), "batch",
+        "character_gate",
+        Character,
+        (CharacterStatus.RENDERING,),
+        "batch",
         lambda pk: dispatch.gate(AttemptKind.CHARACTER, pk),
     ),
 ]
@@ -70,7 +73,7 @@ def reconcile_stuck_work(*, limit: int = 1000) -> dict[str, int]:
     return counts
 
 
-def _close_abandoned_calls(now: timezone.datetime) -> int:
+def _close_abandoned_calls(now: datetime) -> int:
     """A call ``started`` long past any timeout belongs to a worker that died mid-call."""
     cutoff = now - timedelta(seconds=settings.HILAPP_LEASE_S + settings.PROVIDER_TIMEOUT_S)
     return ModelCall.objects.filter(status=CallStatus.STARTED, started_at__lt=cutoff).update(
@@ -85,8 +88,12 @@ def _finish_batches() -> int:
     done = 0
     for batch in Batch.objects.filter(status=BatchStatus.RUNNING):
         if batch_is_finished(batch) and transition(
-            Batch, batch.pk, old=BatchStatus.RUNNING, new=BatchStatus.DONE,
-            reason="every unit reached a resting state", finished_at=timezone.now(),
+            Batch,
+            batch.pk,
+            old=BatchStatus.RUNNING,
+            new=BatchStatus.DONE,
+            reason="every unit reached a resting state",
+            finished_at=timezone.now(),
         ):
             done += 1
     return done

@@ -21,12 +21,25 @@ class Command(BaseCommand):
         python = sys.executable
         commands = {
             "web": [python, "manage.py", "runserver", options["addr"], "--noreload"],
-            "worker": [python, "-m", "celery", "-A", "hilapp", "worker", "-Q", "celery,api,gpu",
-                       "--loglevel", "INFO", "--concurrency", str(options["concurrency"])],
+            "worker": [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "hilapp",
+                "worker",
+                "-Q",
+                "celery,api,gpu",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                str(options["concurrency"]),
+            ],
             "beat": [python, "-m", "celery", "-A", "hilapp", "beat", "--loglevel", "INFO"],
         }
-        procs = {name: subprocess.Popen(cmd, env=os.environ.copy())
-                 for name, cmd in commands.items()}
+        procs = {
+            name: subprocess.Popen(cmd, env=os.environ.copy()) for name, cmd in commands.items()
+        }
         self.stdout.write(f"hilapp running on http://{options['addr']}/ — Ctrl-C stops all")
         try:
             while all(p.poll() is None for p in procs.values()):

@@ -31,4 +31,6 @@ class Command(BaseCommand):
                 add_to_role(user, group)
             token, _ = Token.objects.get_or_create(user=user)
             role = "admin" if is_admin else group
-            self.stdout.write(f"  {username:<10} password {password:<15} ({role}; token {token.key})")
+            self.stdout.write(
+                f"  {username:<10} password {password:<15} ({role}; token {token.key})"
+            )

@@ -21,10 +21,14 @@ class Command(BaseCommand):
         parser.add_argument("--count", required=True, help="how many units to make")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--budget-usd", default=None, help="stop before spending more")
-        parser.add_argument("--genre", action="append", default=[],
-                            help="story genre (repeatable; stories only)")
-        parser.add_argument("--sim-faults", default="",
-                            help='simulator fault rates, e.g. "low_viescore=0.3,wrong_pose=0.1"')
+        parser.add_argument(
+            "--genre", action="append", default=[], help="story genre (repeatable; stories only)"
+        )
+        parser.add_argument(
+            "--sim-faults",
+            default="",
+            help='simulator fault rates, e.g. "low_viescore=0.3,wrong_pose=0.1"',
+        )
         parser.add_argument("--params", default="{}", help="further parameters as JSON")
         parser.add_argument("--wait", action="store_true", help="show progress until done")
         parser.add_argument("--timeout", type=float, default=0, help="give up waiting after S")
@@ -52,8 +56,11 @@ class Command(BaseCommand):
             self._wait(batch, timeout=options["timeout"])
 
     def _launch(self, options: dict[str, Any], params: dict[str, Any]) -> Batch:
-        common = {"count": options["count"], "seed": options["seed"],
-                  "budget_usd": options["budget_usd"]}
+        common = {
+            "count": options["count"],
+            "seed": options["seed"],
+            "budget_usd": options["budget_usd"],
+        }
         if options["kind"] == "characters":
             from synthesis.services.characters import batch_launch_characters
 
