@@ -208,6 +208,8 @@ HILAPP_RETRY_MAX_S = env_float("HILAPP_RETRY_MAX_S", 60.0, minimum=0)
 HILAPP_TEMPLATE_SIZE = env_int("HILAPP_TEMPLATE_SIZE", 1024, minimum=64)
 HILAPP_FRAME_SIZE = env_int("HILAPP_FRAME_SIZE", 1024, minimum=64)
 HILAPP_REVIEW_PANEL = 3
+# The share of gate-approved frames also sent to experts (the audit stage), 0 to 1.
+HILAPP_AUDIT_RATE = env_float("HILAPP_AUDIT_RATE", 0.05, minimum=0, maximum=1)
 HILAPP_REVIEW_LEASE_S = env_float("HILAPP_REVIEW_LEASE_S", 600.0, minimum=5.0)
 
 # --- Providers ----------------------------------------------------------------------------------
