@@ -31,7 +31,9 @@ def touch_lease(model: type[models.Model], pks: list[int]) -> None:
 
 def send_on_commit(task: str, args: list[object], *, queue: str = DEFAULT_QUEUE) -> None:
     # Resolved by name (no import of synthesis.tasks here); apply_async honours eager mode.
-    transaction.on_commit(lambda: current_app.tasks[task].apply_async(args=tuple(args), queue=queue))
+    transaction.on_commit(
+        lambda: current_app.tasks[task].apply_async(args=tuple(args), queue=queue)
+    )
 
 
 def subject_model(kind: AttemptKind) -> type[models.Model]:
@@ -55,3 +57,32 @@ def characters_draft(character_ids: list[int]) -> None:
     touch_lease(Character, character_ids)
     for pk in character_ids:
         send_on_commit(DRAFT_TASK, [pk])
+
+
+# --- Phase II / III ------------------------------------------------------------------------------
+
+STORY_SCRIPT_TASK = "synthesis.tasks.story_script"
+FRAME_REFERENCES_TASK = "synthesis.tasks.frame_references"
+STORY_CHECK_TASK = "synthesis.tasks.story_check"
+
+
+def stories_script(story_ids: list[int]) -> None:
+    from synthesis.models import Story
+
+    touch_lease(Story, story_ids)
+    for pk in story_ids:
+        send_on_commit(STORY_SCRIPT_TASK, [pk])
+
+
+def frame_references(frame_ids: list[int]) -> None:
+    """Start a frame's pending references, or move it on once they are all approved."""
+    from synthesis.models import Frame
+
+    touch_lease(Frame, frame_ids)
+    for pk in frame_ids:
+        send_on_commit(FRAME_REFERENCES_TASK, [pk])
+
+
+def story_check(story_id: int) -> None:
+    """Is every frame of the story approved or discarded? (runs after the commit that may say so)"""
+    send_on_commit(STORY_CHECK_TASK, [story_id])

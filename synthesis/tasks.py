@@ -67,3 +67,38 @@ def reconcile() -> dict[str, int]:
     from synthesis.services.reconcile import reconcile_stuck_work
 
     return reconcile_stuck_work()
+
+
+@shared_task(bind=True, name="synthesis.tasks.story_script")
+def story_script(self: Task, story_id: int) -> None:
+    from synthesis.services.stories import story_script as script
+
+    try:
+        script(story_id=story_id)
+    except ProviderError as exc:
+        _retry_transient(self, exc)
+
+
+@shared_task(bind=True, name="synthesis.tasks.frame_references")
+def frame_references(self: Task, frame_id: int) -> None:
+    from synthesis.services.frames import frame_references_advance
+
+    try:
+        frame_references_advance(frame_id=frame_id)
+    except ProviderError as exc:
+        _retry_transient(self, exc)
+
+
+@shared_task(name="synthesis.tasks.story_check")
+def story_check(story_id: int) -> None:
+    from synthesis.services.stories import story_check_complete
+
+    story_check_complete(story_id=story_id)
+
+
+@shared_task(name="synthesis.tasks.export_run")
+def export_run(job_id: int) -> None:
+    """Run one dataset export job (no retries: a failed export is marked failed; start another)."""
+    from synthesis.export.jobs import export_job_run
+
+    export_job_run(job_id=job_id)

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import models
 from django.db.models import Count
 
-from synthesis.models import Batch, Character, Frame, Story
+from synthesis.models import Batch, Character, Frame, FrameCharacter, Story
 from synthesis.states import (
     BatchKind,
     CharacterStatus,
@@ -24,13 +24,20 @@ class UnitKind:
     model: type[models.Model]
     batch_path: str
     working: tuple[str, ...]
+    # States that wait for people (HV2): not machine work, but the batch is not finished either,
+    # so the reconciler keeps watching what follows them.
+    waiting: tuple[str, ...] = ()
 
 
 UNITS: dict[str, UnitKind] = {
     BatchKind.CHARACTERS: UnitKind(
         Character, "batch", (CharacterStatus.DRAFTING, CharacterStatus.RENDERING)
     ),
-    BatchKind.STORIES: UnitKind(Story, "batch", (StoryStatus.SCRIPTING,)),
+    # A story batch runs until its stories rest: scripted and reviewed, and, when approved, every
+    # frame approved or discarded (Phase III runs under the story's batch).
+    BatchKind.STORIES: UnitKind(
+        Story, "batch", (StoryStatus.SCRIPTING, StoryStatus.APPROVED), (StoryStatus.PENDING_HV2,)
+    ),
     BatchKind.FRAMES: UnitKind(
         Frame, "story__batch", (FrameStatus.REFERENCES, FrameStatus.RENDERING)
     ),
@@ -50,7 +57,8 @@ def batch_counts(batch: Batch) -> dict[str, int]:
 def batch_is_finished(batch: Batch) -> bool:
     unit = UNITS[batch.kind]
     units = unit.model._default_manager.filter(**{unit.batch_path: batch})
-    return units.exists() and not units.filter(status__in=unit.working).exists()
+    busy = unit.working + unit.waiting
+    return units.exists() and not units.filter(status__in=busy).exists()
 
 
 def batch_progress(batch: Batch) -> tuple[int, int]:
@@ -71,5 +79,6 @@ def pipeline_status() -> dict[str, dict[str, int]]:
         "characters": counts_by_status(Character.objects.all()),
         "stories": counts_by_status(Story.objects.all()),
         "frames": counts_by_status(Frame.objects.all()),
+        "references": counts_by_status(FrameCharacter.objects.all(), "reference_status"),
         "review": review,
     }

@@ -97,3 +97,55 @@ def _finish_batches() -> int:
         ):
             done += 1
     return done
+
+
+# --- Phase II / III working states ---------------------------------------------------------------
+
+
+def _story_check(pk: int) -> None:
+    from synthesis.services.stories import story_check_complete
+
+    story_check_complete(story_id=pk)
+
+
+def _register_story_and_frame_rules() -> None:
+    from synthesis.models import Frame, FrameCharacter, Story
+    from synthesis.states import FrameStatus, ReferenceStatus, StoryStatus
+
+    for rule in (
+        StuckRule(
+            "story_script",
+            Story,
+            (StoryStatus.SCRIPTING,),
+            "batch",
+            lambda pk: dispatch.stories_script([pk]),
+        ),
+        # A story whose last frame's completion check was lost (cheap: checked in place).
+        StuckRule("story_complete", Story, (StoryStatus.APPROVED,), "batch", _story_check),
+        StuckRule(
+            "frame_references",
+            Frame,
+            (FrameStatus.REFERENCES,),
+            "story__batch",
+            lambda pk: dispatch.frame_references([pk]),
+        ),
+        StuckRule(
+            "frame_gate",
+            Frame,
+            (FrameStatus.RENDERING,),
+            "story__batch",
+            lambda pk: dispatch.gate(AttemptKind.FRAME, pk),
+        ),
+        StuckRule(
+            "reference_gate",
+            FrameCharacter,
+            (ReferenceStatus.EDITING,),
+            "frame__story__batch",
+            lambda pk: dispatch.gate(AttemptKind.REFERENCE, pk),
+            status_field="reference_status",
+        ),
+    ):
+        register_stuck_rule(rule)
+
+
+_register_story_and_frame_rules()
