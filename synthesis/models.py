@@ -104,7 +104,7 @@ class Character(TimeStamped, Leased):
     planner_model = models.CharField(max_length=96, blank=True)
     renderer_model = models.CharField(max_length=96, blank=True)
     judge_model = models.CharField(max_length=96, blank=True)
-    reason = models.TextField(blank=True, help_text="why it was discarded, rejected or failed")
+    reason = models.TextField(blank=True, help_text="why its status last changed")
 
     class Meta:
         ordering = ["id"]

@@ -23,6 +23,10 @@ def _status_type(model: type[models.Model], field_name: str) -> type[models.Text
     raise LookupError(f"{model.__name__}.{field_name} has no transition map")
 
 
+def _has_field(model: type[models.Model], name: str) -> bool:
+    return any(f.name == name for f in model._meta.concrete_fields)
+
+
 def transition(
     model: type[models.Model],
     pk: int,
@@ -37,11 +41,14 @@ def transition(
     """Move object ``pk`` from ``old`` to ``new`` if it is still in ``old``.
 
     Returns whether this call made the move: a racer that finds the object already moved does
-    nothing and gets False. ``updates`` are written in the same UPDATE.
+    nothing and gets False. ``updates`` are written in the same UPDATE. Models with a ``reason``
+    field keep the reason of their latest status change there (why it was discarded, …).
     """
     edges = TRANSITIONS[_status_type(model, field)]
     if new not in edges.get(old, frozenset()):
-        raise IllegalTransition(f"{model.__name__} cannot go from {old!r} to {new!r}")
+        raise IllegalTransition(f"{model.__name__} cannot go from '{old}' to '{new}'")
+    if reason and "reason" not in updates and _has_field(model, "reason"):
+        updates["reason"] = reason
     with transaction.atomic():
         changed = model._default_manager.filter(pk=pk, **{field: old}).update(
             **{field: new}, **updates

@@ -189,23 +189,41 @@ def _start(entry: RouteEntry, request: Any, ctx: CallContext, *, images_out: int
         "prompt": request.prompt.text,
         "images": [sha256_hex(image) for image in request.images],
     }
-    with transaction.atomic():
-        if ctx.batch_id is not None:
-            _reserve_budget(ctx.batch_id, estimate)
-        return ModelCall.objects.create(
-            batch_id=ctx.batch_id,
-            attempt_id=ctx.attempt_id,
-            subject=ctx.subject[:64],
-            role=request.role.value,
-            provider=entry.provider,
-            model=entry.model,
-            prompt_name=request.prompt.name,
-            prompt_version=request.prompt.version,
-            seed_key=request.seed_key[:128],
-            try_number=request.try_number,
-            inputs=inputs,
-            images_in=len(request.images),
-            cost_usd=estimate,
+    try:
+        with transaction.atomic():
+            if ctx.batch_id is not None:
+                _reserve_budget(ctx.batch_id, estimate)
+            return ModelCall.objects.create(
+                batch_id=ctx.batch_id,
+                attempt_id=ctx.attempt_id,
+                subject=ctx.subject[:64],
+                role=request.role.value,
+                provider=entry.provider,
+                model=entry.model,
+                prompt_name=request.prompt.name,
+                prompt_version=request.prompt.version,
+                seed_key=request.seed_key[:128],
+                try_number=request.try_number,
+                inputs=inputs,
+                images_in=len(request.images),
+                cost_usd=estimate,
+            )
+    except BudgetExceeded as exc:
+        _pause_for_budget(ctx.batch_id, str(exc))
+        raise
+
+
+def _pause_for_budget(batch_id: int | None, message: str) -> None:
+    from synthesis.transitions import transition
+
+    if batch_id is not None:
+        transition(
+            Batch,
+            batch_id,
+            old=BatchStatus.RUNNING,
+            new=BatchStatus.PAUSED,
+            reason=message,
+            note=message,
         )
 
 
@@ -224,17 +242,6 @@ def _reserve_budget(batch_id: int, estimate: Decimal) -> None:
             f"budget reached: spent and reserved USD {spent:.4f} of {batch.budget_usd:.4f}; "
             f"the next call would need about USD {estimate:.4f}"
         )
-        if batch.status == BatchStatus.RUNNING:
-            from synthesis.transitions import transition
-
-            transition(
-                Batch,
-                batch_id,
-                old=BatchStatus.RUNNING,
-                new=BatchStatus.PAUSED,
-                reason=message,
-                note=message,
-            )
         raise BudgetExceeded(message)
 
 

@@ -267,7 +267,8 @@ class SimTextModel(_SimBase, TextModel):
         relevant = {"low_quality"} if perceptual else SC_FAULTS
         bad = faults & relevant
         high = lambda: round(rng.uniform(7.6, 9.8), 1)  # noqa: E731
-        low = lambda: round(rng.uniform(2.0, 6.4), 1)  # noqa: E731
+        # Low enough that sqrt(min SC * min PQ) stays below 7 even beside a perfect other score.
+        low = lambda: round(rng.uniform(2.0, 4.8), 1)  # noqa: E731
         scores = [low() if bad and i == 0 else high() for i in range(2 if perceptual else 1)]
         if request.prompt.name == "viescore_edit_sc":
             scores = [low() if bad else high(), high()]

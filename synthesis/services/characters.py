@@ -21,7 +21,7 @@ from synthesis.artifacts import read_bytes
 from synthesis.gate import GatePolicy, Judgement, Produced, Retry, attempt_open
 from synthesis.models import Batch, Character, GateAttempt
 from synthesis.prompts import render_prompt
-from synthesis.providers.base import ImageRequest, ProviderError, Role, TextRequest
+from synthesis.providers.base import ErrorKind, ImageRequest, ProviderError, Role, TextRequest
 from synthesis.providers.calls import CallContext, call_image, call_text
 from synthesis.schemas import CharacterConcept
 from synthesis.services.batches import (
@@ -103,6 +103,11 @@ def _sample(rng: random.Random, sample: Any, allowed: set[str]) -> Any:
             return category, item
 
 
+def seed_key(character: Character, part: str) -> str:
+    """Stable request identity: the same batch seed and position give the same character."""
+    return f"character:{character.index}:{part}"
+
+
 def call_context(character: Character, attempt_id: int | None = None) -> CallContext:
     return CallContext.for_batch(
         character.batch, subject=f"character:{character.pk}", attempt_id=attempt_id
@@ -136,19 +141,21 @@ def character_draft(*, character_id: int) -> bool:
         role=Role.PLANNER,
         prompt=render_prompt("character_concept", **facts),
         schema=CharacterConcept,
-        seed_key=f"{character.cid}:concept",
+        seed_key=seed_key(character, "concept"),
         subject=facts,
     )
     try:
         result, call = call_text(request, call_context(character))
     except ProviderError as exc:
-        if exc.permanent and exc.kind != "budget":
+        # A refusal, or an answer that never parsed, fails the concept with its reason: a
+        # concept is never made up. Transient trouble and budget stops leave it waiting.
+        if exc.kind == ErrorKind.MALFORMED or (exc.permanent and exc.kind != ErrorKind.BUDGET):
             transition(
                 Character,
                 character.pk,
                 old=CharacterStatus.DRAFTING,
                 new=CharacterStatus.FAILED,
-                reason=str(exc),
+                reason=f"planner: {exc}",
             )
             return False
         raise
@@ -217,7 +224,7 @@ class CharacterGate(GatePolicy):
             role=Role.CHARACTER_RENDERER,
             prompt=_prompt_of(attempt),
             size=(size, size),
-            seed_key=f"{subject.cid}:template:{attempt.number}",
+            seed_key=seed_key(subject, f"template:{attempt.number}"),
             subject={"figure": figure_of(subject)},
         )
         result, call = call_image(request, call_context(subject, attempt.pk))
@@ -229,7 +236,7 @@ class CharacterGate(GatePolicy):
             images=[read_bytes(attempt.image)],
             text=attempt.prompt_text,
             ctx=call_context(subject, attempt.pk),
-            seed_key=f"{subject.cid}:judge:{attempt.number}",
+            seed_key=seed_key(subject, f"judge:{attempt.number}"),
             threshold=settings.HILAPP_VIESCORE_THRESHOLD,
             strict=False,
         )
@@ -257,10 +264,15 @@ class CharacterGate(GatePolicy):
             )
 
     def on_exhausted(self, subject: Character, attempt: GateAttempt) -> None:
-        sc = (attempt.report or {}).get("sc", {}).get("reasoning", "")
+        report = attempt.report or {}
+        judged = " ".join(
+            f"{part.upper()}: {report[part].get('reasoning', '')}"
+            for part in ("sc", "pq")
+            if part in report
+        )
         reason = (
             f"VIEScore {attempt.score_overall} < {settings.HILAPP_VIESCORE_THRESHOLD} "
-            f"(SC {attempt.score_sc}, PQ {attempt.score_pq}). {sc}"
+            f"(SC {attempt.score_sc}, PQ {attempt.score_pq}). {judged}"
         ).strip()
         transition(
             Character,
