@@ -7,10 +7,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from review.models import ReviewItem
 
 from hilapp.celery import app as celery_app
 from hilapp.imaging import from_png
+from review.models import ReviewItem
 from synthesis.artifacts import read_bytes
 from synthesis.models import Batch, Character, GateAttempt, ModelCall
 from synthesis.services.batches import LaunchError

@@ -29,7 +29,7 @@ def _character(**fields: object) -> Character:
 @pytest.mark.django_db
 def test_an_illegal_transition_is_refused_and_changes_nothing() -> None:
     character = _character()
-    with pytest.raises(IllegalTransition, match="drafting.*locked"):
+    with pytest.raises(IllegalTransition, match=r"drafting.*locked"):
         transition(
             Character, character.pk, old=CharacterStatus.DRAFTING, new=CharacterStatus.LOCKED
         )
