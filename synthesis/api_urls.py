@@ -1,4 +1,13 @@
+"""API routes under /api/v1/: one ``router.register`` line per resource."""
+
 from rest_framework.routers import DefaultRouter
 
+from synthesis.api.exports import ExportViewSet
+from synthesis.api.views import CharacterViewSet, FrameViewSet, StoryViewSet
+
 router = DefaultRouter()
+router.register("characters", CharacterViewSet, basename="character")
+router.register("stories", StoryViewSet, basename="story")
+router.register("frames", FrameViewSet, basename="frame")
+router.register("exports", ExportViewSet, basename="export")
 urlpatterns = router.urls

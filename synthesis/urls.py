@@ -5,4 +5,8 @@ from synthesis import views
 app_name = "synthesis"
 urlpatterns = [
     path("batches/", views.batches, name="batches"),
+    path("batches/<int:pk>/", views.batch_detail, name="batch"),
+    path("batches/<int:pk>/<str:action>/", views.batch_action, name="batch-action"),
+    path("statistics/", views.statistics, name="statistics"),
+    path("statistics/plots/<slug:name>.png", views.plot, name="plot"),
 ]

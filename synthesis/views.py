@@ -1,15 +1,129 @@
-"""Server-rendered admin pages of the synthesis app."""
+"""Server-rendered admin pages of the synthesis app: batches and statistics.
 
+Views parse, delegate to services/selectors and render; admins only (experts get 403).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from hilapp.roles import is_admin
+from synthesis.forms import BatchLaunchForm
+from synthesis.models import Batch
+from synthesis.services.batch_report import batch_report
+from synthesis.services.batches import (
+    BatchActionError,
+    LaunchError,
+    batch_cancel,
+    batch_launch,
+    batch_pause,
+    batch_resume,
+)
+from synthesis.services.progress import batch_progress
+
+View = Callable[..., HttpResponse]
 
 
-@login_required
+def admin_only(view: View) -> View:
+    @login_required
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_admin(request.user):
+            raise PermissionDenied("Admins only.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@admin_only
 def batches(request: HttpRequest) -> HttpResponse:
-    if not is_admin(request.user):
-        raise PermissionDenied("Admins only.")
-    return render(request, "synthesis/batches.html", {})
+    """The batch list and the launch form (POST launches, then shows the new batch)."""
+    form = BatchLaunchForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            batch = batch_launch(created_by=request.user, **form.launch_arguments())
+        except LaunchError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Launched batch {batch.pk}: {batch.requested} {batch.kind}.")
+            return redirect("synthesis:batch", pk=batch.pk)
+    rows = []
+    for batch in Batch.objects.select_related("created_by")[:100]:
+        done, total = batch_progress(batch)
+        rows.append(
+            {
+                "batch": batch,
+                "done": done,
+                "total": total or batch.requested,
+                "percent": round(100 * done / total) if total else 0,
+            }
+        )
+    status = 400 if request.method == "POST" else 200
+    return render(request, "synthesis/batches.html", {"form": form, "rows": rows}, status=status)
+
+
+@admin_only
+def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    batch = get_object_or_404(Batch.objects.select_related("created_by"), pk=pk)
+    context = {
+        "batch": batch,
+        "report": batch_report(batch),
+        "params_json": json.dumps(batch.params, indent=2, sort_keys=True),
+        "all_actions": list(ACTIONS),
+    }
+    return render(request, "synthesis/batch_detail.html", context)
+
+
+ACTIONS = {"pause": batch_pause, "resume": batch_resume, "cancel": batch_cancel}
+
+
+@admin_only
+@require_POST
+def batch_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    service = ACTIONS.get(action)
+    if service is None:
+        raise Http404(action)
+    batch = get_object_or_404(Batch, pk=pk)
+    try:
+        extra = {}
+        if action == "resume" and request.POST.get("budget_usd"):
+            extra["budget_usd"] = request.POST["budget_usd"]
+        service(batch_id=batch.pk, actor=request.user, **extra)
+    except (BatchActionError, LaunchError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Batch {batch.pk}: {action} done.")
+    return redirect("synthesis:batch", pk=batch.pk)
+
+
+@admin_only
+def statistics(request: HttpRequest) -> HttpResponse:
+    from synthesis.plots import PLOTS
+    from synthesis.services.statistics import statistics_all
+
+    stats = statistics_all()
+    plots = [{"name": name, "title": title} for name, (title, _draw, _size) in PLOTS.items()]
+    return render(request, "synthesis/statistics.html", {"stats": stats, "plots": plots})
+
+
+@admin_only
+def plot(request: HttpRequest, name: str) -> HttpResponse:
+    from synthesis.plots import plot_png
+
+    try:
+        png = plot_png(name)
+    except KeyError:
+        raise Http404(f"no plot {name!r}") from None
+    response = HttpResponse(png, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=30"
+    return response

@@ -37,8 +37,12 @@ def _audit_move(frame_id: int, *, old: str, new: str, reason: str, actor: str) -
         changed = Frame.objects.filter(pk=frame_id, audit=old).update(audit=new)
         if changed:
             StatusChange.objects.create(
-                model="frame_audit", object_id=frame_id, old=old or "none", new=new,
-                reason=reason[:2000], actor=actor[:64],
+                model="frame_audit",
+                object_id=frame_id,
+                old=old or "none",
+                new=new,
+                reason=reason[:2000],
+                actor=actor[:64],
             )
     return bool(changed)
 
@@ -52,11 +56,17 @@ def frame_audit_maybe_open(frame: Frame, *, rate: float | None = None) -> bool:
     from review.services import review_item_open
 
     with transaction.atomic():
-        if not _audit_move(frame.pk, old=AuditStatus.NONE, new=AuditStatus.PENDING,
-                           reason="sampled for the gate audit", actor="audit"):
+        if not _audit_move(
+            frame.pk,
+            old=AuditStatus.NONE,
+            new=AuditStatus.PENDING,
+            reason="sampled for the gate audit",
+            actor="audit",
+        ):
             return False
         review_item_open(
-            stage=Stage.AUDIT, subject_id=frame.pk,
+            stage=Stage.AUDIT,
+            subject_id=frame.pk,
             subject_label=f"frame {frame.story_id}/{frame.index + 1}",
         )
     return True
@@ -66,8 +76,11 @@ def frame_apply_audit(*, frame_id: int, approved: bool, reason: str = "") -> boo
     """The audit's decision: the gate was right (confirmed) or it accepted a bad frame."""
     new = AuditStatus.CONFIRMED if approved else AuditStatus.REJECTED
     return _audit_move(
-        frame_id, old=AuditStatus.PENDING, new=new,
-        reason=reason or f"audit {'approved' if approved else 'rejected'}", actor="audit",
+        frame_id,
+        old=AuditStatus.PENDING,
+        new=new,
+        reason=reason or f"audit {'approved' if approved else 'rejected'}",
+        actor="audit",
     )
 
 
@@ -101,9 +114,15 @@ def present_audit(subject_id: int) -> SubjectView:
     cast = []
     if frame is not None:
         cast = [
-            {"name": fc.character.name or fc.character.cid, "cid": fc.character.cid,
-             "template_url": url_of(fc.character.template), "reference_url": url_of(fc.reference),
-             "pid": fc.pid, "eid": fc.eid, "ctag": fc.ctag}
+            {
+                "name": fc.character.name or fc.character.cid,
+                "cid": fc.character.cid,
+                "template_url": url_of(fc.character.template),
+                "reference_url": url_of(fc.reference),
+                "pid": fc.pid,
+                "eid": fc.eid,
+                "ctag": fc.ctag,
+            }
             for fc in frame.cast.select_related("character").order_by("slot")
         ]
     return SubjectView(

@@ -74,6 +74,7 @@ def batch_accepts_work(batch: Batch) -> bool:
 
 # --- launching, pausing, resuming and cancelling ------------------------------------------------
 
+
 def batch_launch(
     *,
     kind: str,
@@ -95,7 +96,10 @@ def batch_launch(
     except (TypeError, ValueError):
         raise LaunchError(f"seed must be a whole number, not {seed!r}") from None
     common: dict[str, Any] = {
-        "count": count, "seed": seed, "budget_usd": budget_usd, "params": params or {},
+        "count": count,
+        "seed": seed,
+        "budget_usd": budget_usd,
+        "params": params or {},
     }
     if kind == BatchKind.CHARACTERS:
         from synthesis.services.characters import batch_launch_characters
@@ -127,8 +131,9 @@ class BatchActionError(ValueError):
     """The batch is not in a state that allows the action (e.g. resuming a cancelled batch)."""
 
 
-def _act(batch_id: int, *, old: tuple[str, ...], new: str, reason: str, actor: str,
-         **updates: Any) -> tuple[Batch, str]:
+def _act(
+    batch_id: int, *, old: tuple[str, ...], new: str, reason: str, actor: str, **updates: Any
+) -> tuple[Batch, str]:
     """Move the batch to ``new`` from one of ``old``; returns it and the status it left."""
     from synthesis.transitions import transition
 
@@ -149,8 +154,14 @@ def _actor(actor: Any) -> str:
 def batch_pause(*, batch_id: int, actor: Any) -> Batch:
     """No new unit starts while paused; steps in flight finish. Resume picks the rest up."""
     who = _actor(actor)
-    batch, _ = _act(batch_id, old=(BatchStatus.RUNNING,), new=BatchStatus.PAUSED,
-                    reason=f"paused by {who}", actor=who, note=f"paused by {who}")
+    batch, _ = _act(
+        batch_id,
+        old=(BatchStatus.RUNNING,),
+        new=BatchStatus.PAUSED,
+        reason=f"paused by {who}",
+        actor=who,
+        note=f"paused by {who}",
+    )
     return batch
 
 
@@ -164,8 +175,14 @@ def batch_resume(*, batch_id: int, actor: Any, budget_usd: Any = None) -> Batch:
         budget = clean_budget(budget_usd)
         updates["budget_usd"] = budget
     with transaction.atomic():
-        batch, _ = _act(batch_id, old=(BatchStatus.PAUSED,), new=BatchStatus.RUNNING,
-                        reason=f"resumed by {who}", actor=who, **updates)
+        batch, _ = _act(
+            batch_id,
+            old=(BatchStatus.PAUSED,),
+            new=BatchStatus.RUNNING,
+            reason=f"resumed by {who}",
+            actor=who,
+            **updates,
+        )
         batch_requeue_waiting(batch)
     return batch
 
@@ -208,8 +225,12 @@ def batch_cancel(*, batch_id: int, actor: Any) -> Batch:
     """
     who = _actor(actor)
     batch, left = _act(
-        batch_id, old=(BatchStatus.RUNNING, BatchStatus.PAUSED), new=BatchStatus.CANCELLED,
-        reason=f"cancelled by {who}", actor=who, note=f"cancelled by {who}",
+        batch_id,
+        old=(BatchStatus.RUNNING, BatchStatus.PAUSED),
+        new=BatchStatus.CANCELLED,
+        reason=f"cancelled by {who}",
+        actor=who,
+        note=f"cancelled by {who}",
     )
     # A paused batch's waiting units have no message on the way (the workers dropped them):
     # cancel them all now. A running batch's are cancelled by the workers as they arrive.
@@ -238,9 +259,7 @@ def batch_cancel_stale_units(batch: Batch, *, stale_only: bool = True) -> int:
 
     if batch.status != BatchStatus.CANCELLED:
         return 0
-    started_subjects = set(
-        ModelCall.objects.filter(batch=batch).values_list("subject", flat=True)
-    )
+    started_subjects = set(ModelCall.objects.filter(batch=batch).values_list("subject", flat=True))
     now = timezone.now()
     cancelled = 0
     for model, path, waiting, gone in _not_started():
@@ -251,7 +270,11 @@ def batch_cancel_stale_units(batch: Batch, *, stale_only: bool = True) -> int:
             if f"{model.__name__.lower()}:{pk}" in started_subjects:
                 continue  # it called a model already: a worker holds it and will finish it
             cancelled += transition(
-                model, pk, old=waiting, new=gone, reason="batch cancelled before it started",
+                model,
+                pk,
+                old=waiting,
+                new=gone,
+                reason="batch cancelled before it started",
                 actor="cancel",
             )
     return cancelled

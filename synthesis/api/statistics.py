@@ -1,0 +1,31 @@
+"""``/api/v1/statistics/``: every figure of the statistics page as JSON (admins only).
+
+``GET /api/v1/statistics/`` returns all figures; ``GET /api/v1/statistics/<name>/`` one of them
+(the names are the plot names of ``synthesis.plots.PLOTS`` plus ``hv3_escalation``).
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import viewsets
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from hilapp.roles import IsAdmin
+from synthesis.services.statistics import statistics_all
+
+
+class StatisticsViewSet(viewsets.ViewSet):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(responses={200: dict})
+    def list(self, request: Request) -> Response:
+        return Response(statistics_all())
+
+    @extend_schema(responses={200: dict, 404: dict})
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        figures = statistics_all()
+        if pk not in figures or pk == "version":
+            raise NotFound(f"no figure {pk!r}; one of {sorted(set(figures) - {'version'})}")
+        return Response({"version": figures["version"], pk: figures[pk]})

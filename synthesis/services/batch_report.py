@@ -1,0 +1,117 @@
+"""Selector: one batch's live report — counts, progress, throughput, ETA, spend, failures.
+
+The batches page polls it (through ``GET /api/v1/batches/<id>/``) every few seconds.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, Max, Min, Sum
+from django.utils import timezone
+
+from synthesis.models import Batch, ModelCall, StatusChange
+from synthesis.services.progress import UNITS, batch_counts
+from synthesis.states import BatchStatus, CallStatus
+
+FAILURE_STATES = ("failed", "discarded", "dropped", "hard_failed", "rejected")
+
+
+def _units(batch: Batch) -> Any:
+    unit = UNITS[batch.kind]
+    return unit.model._default_manager.filter(**{unit.batch_path: batch})
+
+
+def batch_spend(batch: Batch) -> Decimal:
+    return ModelCall.objects.filter(batch=batch).aggregate(s=Sum("cost_usd"))["s"] or Decimal(0)
+
+
+def batch_failures(batch: Batch, *, limit: int = 10) -> list[dict[str, Any]]:
+    """The latest failures with their reasons: units that failed or were discarded, and calls."""
+    unit_model = UNITS[batch.kind].model.__name__.lower()
+    changes = (
+        StatusChange.objects.filter(
+            model=unit_model, object_id__in=_units(batch).values("pk"), new__in=FAILURE_STATES
+        )
+        .order_by("-id")
+        .values("at", "object_id", "new", "reason")[:limit]
+    )
+    calls = (
+        ModelCall.objects.filter(batch=batch, status__in=(CallStatus.FAILED, CallStatus.ABANDONED))
+        .order_by("-id")
+        .values("started_at", "subject", "role", "provider", "model", "error_kind", "error")[:limit]
+    )
+    rows = [
+        {
+            "at": c["at"],
+            "what": f"{unit_model} {c['object_id']} → {c['new']}",
+            "reason": c["reason"] or "(no reason recorded)",
+        }
+        for c in changes
+    ] + [
+        {
+            "at": c["started_at"],
+            "what": f"{c['role']} call {c['provider']}:{c['model']} ({c['subject']})",
+            "reason": f"{c['error_kind']}: {c['error']}".strip(": "),
+        }
+        for c in calls
+    ]
+    rows.sort(key=lambda r: r["at"], reverse=True)
+    return [{**r, "at": r["at"].isoformat()} for r in rows[:limit]]
+
+
+def batch_report(batch: Batch) -> dict[str, Any]:
+    counts = batch_counts(batch)
+    working = UNITS[batch.kind].working
+    total = sum(counts.values()) or batch.requested
+    done = sum(n for status, n in counts.items() if status not in working)
+    calls = ModelCall.objects.filter(batch=batch)
+    call_times = calls.aggregate(first=Min("started_at"), last=Max("finished_at"))
+    now = timezone.now()
+    started = call_times["first"] or batch.created_at
+    end = now if batch.status == BatchStatus.RUNNING else (call_times["last"] or now)
+    elapsed_s = max((end - started).total_seconds(), 0.001)
+    per_minute = done / elapsed_s * 60 if done else 0.0
+    remaining = total - done
+    eta_s = (
+        remaining / per_minute * 60
+        if batch.status == BatchStatus.RUNNING and per_minute > 0 and remaining > 0
+        else None
+    )
+    spend = batch_spend(batch)
+    budget = batch.budget_usd
+    by_status = dict(
+        calls.order_by().values_list("status").annotate(n=Count("pk")).values_list("status", "n")
+    )
+    return {
+        "id": batch.pk,
+        "kind": batch.kind,
+        "status": batch.status,
+        "note": batch.note,
+        "seed": batch.seed,
+        "requested": batch.requested,
+        "params": batch.params,
+        "created_at": batch.created_at.isoformat(),
+        "created_by": batch.created_by.get_username() if batch.created_by else None,
+        "counts": counts,
+        "done": done,
+        "total": total,
+        "percent": round(100 * done / total, 1) if total else 0.0,
+        "throughput_per_min": round(per_minute, 2),
+        "eta_s": round(eta_s) if eta_s is not None else None,
+        "spend_usd": float(spend),
+        "budget_usd": float(budget) if budget is not None else None,
+        "budget_percent": round(100 * float(spend / budget), 1) if budget else None,
+        "calls": by_status,
+        "in_flight_calls": by_status.get(CallStatus.STARTED, 0),
+        "failures": batch_failures(batch),
+        "actions": batch_actions(batch),
+    }
+
+
+def batch_actions(batch: Batch) -> list[str]:
+    return {
+        BatchStatus.RUNNING: ["pause", "cancel"],
+        BatchStatus.PAUSED: ["resume", "cancel"],
+    }.get(BatchStatus(batch.status), [])
