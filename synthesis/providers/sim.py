@@ -253,8 +253,13 @@ class SimTextModel(_SimBase, TextModel):
         )
 
     def _judged_faults(self, request: TextRequest, rng: random.Random) -> set[str]:
-        """The faults the judge reports: the injected ones, bent by the judge error rates."""
-        faults = set(image_faults(request.images[-1])["faults"]) if request.images else set()
+        """The faults the judge reports: the injected ones, bent by the judge error rates.
+
+        The judged image is the last one (VIEScore-edit: source, then result), except for IQCC,
+        whose prompt sends the frame first and its references after it.
+        """
+        judged = 0 if request.schema is IqccReport else -1
+        faults = set(image_faults(request.images[judged])["faults"]) if request.images else set()
         if faults and self._hit(rng, "judge_false_accept"):
             return set()
         if not faults and self._hit(rng, "judge_false_reject"):

@@ -1,0 +1,320 @@
+"""Phase III through its services, each branch driven by the simulator's fault rates.
+
+Tasks run eagerly here (every on-commit send runs at once), so one call drives a story through
+its whole loop; ``test_phase3_workers.py`` runs the same pipeline on real worker processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from hilapp.celery import app as celery_app
+from hilapp.imaging import sha256_hex, to_png
+from review.models import ItemStatus, ReviewItem
+from review.services import vote_cast
+from synthesis.artifacts import read_bytes, save_png
+from synthesis.models import Batch, Frame, FrameCharacter, GateAttempt, ModelCall, Story
+from synthesis.providers.sim_drawing import Figure, draw_template
+from synthesis.services import frames as frames_service
+from synthesis.services.frames import frame_apply_hv3
+from synthesis.services.stories import batch_launch_stories, story_apply_review
+from synthesis.states import (
+    ApprovalPath,
+    AttemptAction,
+    AttemptStatus,
+    FrameStatus,
+    ReferenceStatus,
+    StoryStatus,
+)
+from tests.synthesis.story_factories import locked_characters, sim_params
+
+SIZE = 96
+
+
+@pytest.fixture
+def eager(settings: Any) -> Iterator[None]:
+    settings.HILAPP_TEMPLATE_SIZE = SIZE
+    settings.HILAPP_FRAME_SIZE = SIZE
+    settings.HILAPP_RETRY_BASE_S = 0
+    settings.HILAPP_AUDIT_RATE = 0
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = False
+
+
+Run = Callable[..., Batch]
+
+
+@pytest.fixture
+def run_stories(eager: None, django_capture_on_commit_callbacks: Any) -> Run:
+    """Launch stories with the given fault rates and approve every script (HV2)."""
+
+    def run(count: int = 4, seed: int = 1, max_cast: int = 3, **rates: float) -> Batch:
+        locked_characters(5, size=SIZE, seed=seed)
+        params = {**sim_params(**rates), "min_frames": 2, "max_frames": 3, "max_cast": max_cast}
+        with django_capture_on_commit_callbacks(execute=True):
+            batch = batch_launch_stories(count=count, seed=seed, params=params)
+        for story in batch.stories.filter(status=StoryStatus.PENDING_HV2):
+            with django_capture_on_commit_callbacks(execute=True):
+                assert story_apply_review(story_id=story.pk, approved=True, reason="HV2 ok")
+        return batch
+
+    return run
+
+
+def set_faults(batch: Batch, **rates: float) -> None:
+    Batch.objects.filter(pk=batch.pk).update(params={**batch.params, **sim_params(**rates)})
+
+
+def frames_of(batch: Batch) -> Any:
+    return Frame.objects.filter(story__batch=batch)
+
+
+def chain(frame: Frame) -> list[GateAttempt]:
+    return list(GateAttempt.objects.filter(frame=frame).order_by("number"))
+
+
+def hv3(capture: Any, frame: Frame, choice: str, **kwargs: Any) -> bool:
+    with capture(execute=True):
+        return frame_apply_hv3(frame_id=frame.pk, choice=choice, reason=f"HV3 {choice}", **kwargs)
+
+
+@pytest.mark.django_db
+def test_clean_run_approves_every_frame_and_completes_every_story(run_stories: Run) -> None:
+    batch = run_stories(count=4)
+    assert set(batch.stories.values_list("status", flat=True)) == {StoryStatus.COMPLETE}
+    for frame in frames_of(batch):
+        assert frame.status == FrameStatus.APPROVED
+        assert frame.approval_path == ApprovalPath.GATE
+        assert frame.synthesizer_model.startswith("sim:")
+        assert frame.arbitrator_model.startswith("sim:")
+        assert frame.image_sha256 == sha256_hex(read_bytes(frame.image))
+        assert [a.action for a in chain(frame)] == [AttemptAction.INITIAL]
+        for fc in frame.cast.all():
+            assert fc.reference_status == ReferenceStatus.APPROVED
+            assert fc.iterations == 1 and fc.reference and fc.reference_model.startswith("sim:")
+    for story in batch.stories.all():
+        assert story.completed_at is not None
+        assert story.frames.count() == len(story.script["frames"])
+
+
+@pytest.mark.django_db
+def test_a_low_reference_score_triggers_apt(run_stories: Run) -> None:
+    batch = run_stories(count=5, low_viescore=0.5)
+    retried = FrameCharacter.objects.filter(frame__story__batch=batch, iterations__gte=2)
+    assert retried.exists()
+    for fc in retried:
+        attempts = list(fc.attempts.order_by("number"))
+        first, second = attempts[0], attempts[1]
+        assert first.status == AttemptStatus.FAILED and first.score_overall <= 7.0
+        assert second.action == AttemptAction.APT
+        assert "failed the gate" in second.diagnostic
+        assert "IMPORTANT" in second.prompt_text and second.prompt_text != first.prompt_text
+        # the APT call is on the ledger, against the attempt it diagnosed
+        assert ModelCall.objects.filter(attempt=first, prompt_name="apt", status="ok").exists()
+        if fc.reference_status == ReferenceStatus.APPROVED:
+            assert attempts[-1].status == AttemptStatus.PASSED
+            assert attempts[-1].score_overall > 7.0
+            assert fc.reference == attempts[-1].image
+            assert fc.iterations == len(attempts)
+
+
+@pytest.mark.django_db
+def test_a_local_error_triggers_local_image_editing(run_stories: Run) -> None:
+    batch = run_stories(count=5, wrong_pose=0.5, lie_failure=0.0)
+    lie = GateAttempt.objects.filter(frame__story__batch=batch, action=AttemptAction.LIE)
+    assert lie.exists()
+    for attempt in lie:
+        before = GateAttempt.objects.get(frame=attempt.frame, number=attempt.number - 1)
+        assert before.status == AttemptStatus.FAILED and before.error_scope == "local"
+        assert attempt.instruction == before.report["edit_instruction"] != ""
+        assert attempt.source_image == before.image
+        assert attempt.prompt_name == "lie" and attempt.instruction in attempt.prompt_text
+        assert attempt.status == AttemptStatus.PASSED  # the edit removed the local fault
+        call = ModelCall.objects.get(attempt=attempt, role="local_editor", status="ok")
+        assert call.output["image_sha256"] == attempt.image_sha256
+        assert attempt.frame.status == FrameStatus.APPROVED
+
+
+@pytest.mark.django_db
+def test_a_global_error_triggers_apt_and_a_full_regeneration(run_stories: Run) -> None:
+    batch = run_stories(count=5, identity_drift=0.4)
+    regenerated = GateAttempt.objects.filter(frame__story__batch=batch, action=AttemptAction.APT)
+    assert regenerated.exists()
+    for attempt in regenerated:
+        before = GateAttempt.objects.get(frame=attempt.frame, number=attempt.number - 1)
+        assert before.error_scope == "global"
+        assert before.report["identity_consistency"]["verdict"] == "fail"
+        assert "identity_drift" in attempt.diagnostic
+        assert attempt.prompt_name == "frame_synthesis" and "IMPORTANT" in attempt.prompt_text
+        assert attempt.source_image == ""
+        assert ModelCall.objects.filter(attempt=attempt, role="frame_synthesizer").exists()
+        assert ModelCall.objects.filter(attempt=before, prompt_name="apt").exists()
+
+
+@pytest.mark.django_db
+def test_three_failed_attempts_hard_fail_the_frame_into_hv3(run_stories: Run) -> None:
+    batch = run_stories(count=3, identity_drift=1.0)
+    for frame in frames_of(batch):
+        assert frame.status == FrameStatus.HARD_FAILED
+        attempts = chain(frame)
+        assert [a.number for a in attempts] == [1, 2, 3]
+        assert [a.status for a in attempts] == [AttemptStatus.FAILED] * 3
+        assert "3 consecutive failed attempts" in frame.reason
+        assert ReviewItem.objects.filter(stage="hv3", subject_id=frame.pk, status="open").exists()
+    assert set(batch.stories.values_list("status", flat=True)) == {StoryStatus.APPROVED}
+
+
+@pytest.mark.django_db
+def test_hv3_regenerate_gives_a_fresh_round(
+    run_stories: Run, django_capture_on_commit_callbacks: Any
+) -> None:
+    batch = run_stories(count=2, identity_drift=1.0)
+    set_faults(batch)  # the model behaves now
+    for frame in frames_of(batch):
+        assert hv3(django_capture_on_commit_callbacks, frame, "regenerate")
+        frame.refresh_from_db()
+        assert frame.status == FrameStatus.APPROVED and frame.round == 2
+        assert frame.approval_path == ApprovalPath.GATE
+        last = chain(frame)[-1]
+        assert (last.number, last.round, last.action) == (4, 2, AttemptAction.HV3_REGENERATE)
+        assert not hv3(django_capture_on_commit_callbacks, frame, "regenerate")  # applied once
+    assert set(batch.stories.values_list("status", flat=True)) == {StoryStatus.COMPLETE}
+
+
+@pytest.mark.django_db
+def test_hv3_regenerate_gives_failed_references_a_fresh_budget(
+    run_stories: Run, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    settings.HILAPP_REFERENCE_MAX_ATTEMPTS = 2
+    batch = run_stories(count=2, low_viescore=1.0)
+    frames = list(frames_of(batch))
+    for frame in frames:
+        assert frame.status == FrameStatus.HARD_FAILED
+        assert "reference of" in frame.reason and not frame.attempts.exists()
+        failed = frame.cast.filter(reference_status=ReferenceStatus.FAILED)
+        assert failed.exists() and all(fc.iterations == 2 for fc in failed)
+    set_faults(batch)
+    for frame in frames:
+        assert hv3(django_capture_on_commit_callbacks, frame, "regenerate")
+        frame.refresh_from_db()
+        assert frame.status == FrameStatus.APPROVED and frame.round == 2
+        for fc in frame.cast.all():
+            assert fc.reference_status == ReferenceStatus.APPROVED
+            assert fc.round == 2 and fc.iterations == 1
+            assert fc.attempts.order_by("number").last().action == AttemptAction.HV3_REGENERATE
+    assert set(batch.stories.values_list("status", flat=True)) == {StoryStatus.COMPLETE}
+
+
+@pytest.mark.django_db
+def test_hv3_correct_with_an_uploaded_image_approves_it_as_human_work(
+    run_stories: Run, django_capture_on_commit_callbacks: Any
+) -> None:
+    batch = run_stories(count=1, identity_drift=1.0)
+    frame = frames_of(batch).first()
+    fixed = to_png(
+        draw_template(
+            Figure(cid="X", name="X", palette=("#112233", "#445566"), category="mammal"), size=SIZE
+        )
+    )
+    name, digest = save_png(fixed, folder="review/corrections")
+    assert hv3(django_capture_on_commit_callbacks, frame, "correct", image_name=name)
+    frame.refresh_from_db()
+    assert frame.status == FrameStatus.APPROVED
+    assert frame.approval_path == ApprovalPath.HV3_UPLOAD
+    assert (frame.image, frame.image_sha256) == (name, digest)
+    assert len(chain(frame)) == 3  # no attempt for human work
+
+
+@pytest.mark.django_db
+def test_hv3_correct_with_an_instruction_edits_and_goes_through_the_gate(
+    run_stories: Run, django_capture_on_commit_callbacks: Any
+) -> None:
+    batch = run_stories(count=1, wrong_pose=1.0, lie_failure=1.0)
+    frame = frames_of(batch).first()
+    assert frame.status == FrameStatus.HARD_FAILED
+    assert [a.action for a in chain(frame)] == [
+        AttemptAction.INITIAL,
+        AttemptAction.LIE,
+        AttemptAction.LIE,
+    ]
+    set_faults(batch, wrong_pose=1.0)  # the editor works now; fresh frames would still be wrong
+    last_image = chain(frame)[-1].image
+    instruction = "Make the fox raise its right paw; keep everything else unchanged."
+    assert hv3(django_capture_on_commit_callbacks, frame, "correct", instruction=instruction)
+    frame.refresh_from_db()
+    assert frame.status == FrameStatus.APPROVED
+    assert frame.approval_path == ApprovalPath.HV3_EDIT
+    edit = chain(frame)[-1]
+    assert (edit.number, edit.round, edit.action) == (4, 2, AttemptAction.HV3_EDIT)
+    assert edit.instruction == instruction and edit.source_image == last_image
+    assert edit.status == AttemptStatus.PASSED and frame.image == edit.image
+
+
+@pytest.mark.django_db
+def test_hv3_discard_and_the_story_completes(
+    run_stories: Run, django_capture_on_commit_callbacks: Any
+) -> None:
+    batch = run_stories(count=1, identity_drift=1.0)
+    story = batch.stories.get()
+    frames = list(story.frames.all())
+    for frame in frames[:-1]:
+        assert hv3(django_capture_on_commit_callbacks, frame, "discard")
+        assert Frame.objects.get(pk=frame.pk).status == FrameStatus.DISCARDED
+    assert Story.objects.get(pk=story.pk).status == StoryStatus.APPROVED  # one frame still open
+    assert hv3(django_capture_on_commit_callbacks, frames[-1], "discard")
+    assert Story.objects.get(pk=story.pk).status == StoryStatus.COMPLETE
+
+
+@pytest.mark.django_db
+def test_hv3_decided_by_expert_votes(
+    run_stories: Run, django_capture_on_commit_callbacks: Any, make_user: Any
+) -> None:
+    batch = run_stories(count=1, identity_drift=1.0)
+    frame = frames_of(batch).first()
+    item = ReviewItem.objects.get(stage="hv3", subject_id=frame.pk)
+    experts = [make_user(f"hv3expert{i}") for i in range(2)]
+    with django_capture_on_commit_callbacks(execute=True):
+        for i, expert in enumerate(experts):
+            vote_cast(item_id=item.pk, expert=expert, choice="discard", idempotency_key=f"k{i}")
+    assert ReviewItem.objects.get(pk=item.pk).status == ItemStatus.DECIDED
+    assert Frame.objects.get(pk=frame.pk).status == FrameStatus.DISCARDED
+
+
+@pytest.mark.django_db
+def test_frame_inputs_respect_the_synthesizers_image_limit(
+    run_stories: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gemini-2.5-flash-image takes at most 3 images: more references go onto one contact sheet.
+    monkeypatch.setattr(frames_service, "max_input_images", lambda role, ctx, entry: 3)
+    batch = run_stories(count=15, seed=5, max_cast=5)
+    calls = ModelCall.objects.filter(batch=batch, role="frame_synthesizer")
+    assert calls.exists() and max(calls.values_list("images_in", flat=True)) == 3
+    crowded = [f for f in frames_of(batch) if f.cast.count() > 3]
+    assert crowded
+    for frame in crowded:
+        call = ModelCall.objects.get(attempt__frame=frame, role="frame_synthesizer")
+        assert len(call.inputs["images"]) == 3
+
+
+@pytest.mark.django_db
+def test_a_worker_step_that_finds_its_object_past_the_step_does_nothing(
+    run_stories: Run,
+) -> None:
+    batch = run_stories(count=1)
+    frame = frames_of(batch).first()
+    calls = ModelCall.objects.count()
+    assert frames_service.frame_references_advance(frame_id=frame.pk) is False
+    assert not frame_apply_hv3(frame_id=frame.pk, choice="discard", reason="late")
+    from synthesis.gate import gate_run
+
+    gate_run(frames_service.FRAME_GATE, frame.pk)
+    gate_run(frames_service.REFERENCE_GATE, frame.cast.first().pk)
+    assert ModelCall.objects.count() == calls
+    assert Frame.objects.get(pk=frame.pk).status == FrameStatus.APPROVED
