@@ -1,0 +1,89 @@
+"""Export jobs over the API: admins start them; everyone with a role follows and downloads.
+
+Downloads serve files of a finished export folder only (a path is resolved and must stay
+inside that folder); list rows carry progress and a manifest link, never file contents.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from hilapp.roles import IsAdmin, IsConsumerOrAbove
+from synthesis.api.common import IdCursorPagination
+from synthesis.api.serializers import ExportJobSerializer, ExportStartSerializer
+from synthesis.export.jobs import export_job_start
+from synthesis.export.options import MANIFEST_NAME, ExportError
+from synthesis.models import ExportJob
+from synthesis.states import ExportStatus
+
+
+class ExportViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet[ExportJob],
+):
+    serializer_class = ExportJobSerializer
+    pagination_class = IdCursorPagination
+    queryset = ExportJob.objects.select_related("created_by").order_by("id")
+    filterset_fields = ["status"]
+
+    def get_permissions(self) -> list[BasePermission]:
+        if self.action == "create":
+            return [IsAdmin()]
+        return [IsConsumerOrAbove()]
+
+    @extend_schema(request=ExportStartSerializer, responses={202: ExportJobSerializer})
+    def create(self, request: Request, *args: object, **kwargs: object) -> Response:
+        """Start an export job (admins only); follow it with GET until ``done``."""
+        params = ExportStartSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        try:
+            job = export_job_start(params=dict(params.validated_data), user=request.user)
+        except ExportError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
+        body = ExportJobSerializer(job, context=self.get_serializer_context()).data
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    def _finished_file(self, relative: str) -> Path:
+        job = self.get_object()
+        if job.status != ExportStatus.DONE:
+            raise Http404("The export is not finished.")
+        root = Path(job.out_dir).resolve()
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise Http404("No such file in this export.")
+        return path
+
+    @extend_schema(responses={(200, "application/json"): OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"])
+    def manifest(self, request: Request, pk: str | None = None) -> FileResponse:
+        """The export's manifest.json: counts, splits and the sha256 of every file."""
+        path = self._finished_file(MANIFEST_NAME)
+        return FileResponse(open(path, "rb"), content_type="application/json")
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "path", str, OpenApiParameter.PATH, description="a path listed in the manifest"
+            )
+        ],
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
+        },
+    )
+    @action(detail=True, methods=["get"], url_path=r"files/(?P<path>[^?#]+)")
+    def files(self, request: Request, pk: str | None = None, path: str = "") -> FileResponse:
+        """Download one file of a finished export (a shard, the index, the card, …)."""
+        found = self._finished_file(path)
+        return FileResponse(open(found, "rb"), as_attachment=True, filename=found.name)

@@ -1,0 +1,122 @@
+"""Export jobs: started from the API (or the admin), run by a Celery worker.
+
+The job's folder is chosen by the server (``HILAPP_EXPORT_DIR``/``export-<id>``), never by the
+caller. Progress is written to the job row at most every ``PROGRESS_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from synthesis.dispatch import send_on_commit
+from synthesis.export.options import ExportError, options_from_params
+from synthesis.export.service import dataset_export
+from synthesis.models import ExportJob
+from synthesis.states import ExportStatus
+from synthesis.transitions import transition
+
+log = logging.getLogger(__name__)
+
+EXPORT_TASK = "synthesis.tasks.export_run"
+PROGRESS_SECONDS = 1.0
+
+
+def exports_root() -> Path:
+    return Path(getattr(settings, "HILAPP_EXPORT_DIR", None) or settings.VAR_DIR / "exports")
+
+
+def export_job_start(*, params: dict[str, Any], user: Any | None = None) -> ExportJob:
+    """Validate the parameters (ExportError if bad), create the job and enqueue it on commit."""
+    options = options_from_params(params)
+    root = exports_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with transaction.atomic():
+        job = ExportJob.objects.create(params=options.as_params(), out_dir="", created_by=user)
+        job.out_dir = str(root / f"export-{job.pk}")
+        job.save(update_fields=["out_dir"])
+        send_on_commit(EXPORT_TASK, [job.pk])
+    return job
+
+
+def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the job row keeps of the manifest (the file list stays in manifest.json)."""
+    kept = {k: v for k, v in manifest.items() if k != "files"}
+    kept["file_count"] = len(manifest.get("files", {}))
+    return kept
+
+
+def export_job_run(*, job_id: int) -> None:
+    """Run a queued job to done or failed. A job another worker already claimed is left alone."""
+    job = ExportJob.objects.get(pk=job_id)
+    if not transition(
+        ExportJob,
+        job.pk,
+        old=ExportStatus.QUEUED,
+        new=ExportStatus.RUNNING,
+        reason="worker picked it up",
+    ):
+        log.info("export %s is %s already; nothing to do", job.pk, job.status)
+        return
+    last = 0.0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_SECONDS or done == total:
+            last = now
+            ExportJob.objects.filter(pk=job.pk).update(done=done, total=total)
+
+    try:
+        manifest = dataset_export(
+            out=Path(job.out_dir), options=options_from_params(job.params), progress=progress
+        )
+    except ExportError as exc:
+        transition(
+            ExportJob,
+            job.pk,
+            old=ExportStatus.RUNNING,
+            new=ExportStatus.FAILED,
+            reason=str(exc),
+            error=str(exc),
+            finished_at=timezone.now(),
+        )
+        return
+    except Exception as exc:
+        transition(
+            ExportJob,
+            job.pk,
+            old=ExportStatus.RUNNING,
+            new=ExportStatus.FAILED,
+            reason="crashed",
+            error=f"{type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
+        raise
+    counts = manifest["counts"]
+    transition(
+        ExportJob,
+        job.pk,
+        old=ExportStatus.RUNNING,
+        new=ExportStatus.DONE,
+        reason="exported",
+        manifest=_summary(manifest),
+        done=counts["frames"],
+        total=counts["frames"],
+        finished_at=timezone.now(),
+    )
+
+
+def export_latest_splits() -> dict[int, str]:
+    """Story id → split in the latest finished export (empty when nothing was exported)."""
+    job = ExportJob.objects.filter(status=ExportStatus.DONE).order_by("-id").first()
+    story_ids = ((job.manifest or {}).get("splits") or {}).get("story_ids") if job else None
+    if not story_ids:
+        return {}
+    return {sid: split for split in ("train", "heldout") for sid in story_ids.get(split, [])}

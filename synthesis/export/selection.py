@@ -1,0 +1,169 @@
+"""Selectors: what may leave the system, streamed in a stable order.
+
+Only frames approved by the gate or by HV3, not withheld by a sampled audit, in complete stories
+(or approved stories still running, when partial stories are asked for), whose characters are
+all locked. Rows come from two sorted server-side cursors (frames, then their cast) merged on
+``(story_id, index)``, so memory does not grow with the number of frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from django.db.models import QuerySet
+
+from synthesis.models import Character, Frame, FrameCharacter
+from synthesis.states import ApprovalPath, AuditStatus, CharacterStatus, FrameStatus, StoryStatus
+
+CHUNK = 2000
+WITHHELD_AUDITS = (AuditStatus.PENDING, AuditStatus.REJECTED)
+
+
+def story_statuses(*, include_partial: bool) -> list[str]:
+    statuses = [StoryStatus.COMPLETE.value]
+    if include_partial:
+        statuses.append(StoryStatus.APPROVED.value)
+    return statuses
+
+
+def exportable_frames(*, include_partial: bool = False) -> QuerySet[Frame]:
+    """Frames that may leave, in export order."""
+    return (
+        Frame.objects.filter(
+            status=FrameStatus.APPROVED,
+            approval_path__in=ApprovalPath.values,
+            story__status__in=story_statuses(include_partial=include_partial),
+        )
+        .exclude(image="")
+        .exclude(audit__in=WITHHELD_AUDITS)
+        .exclude(cast__character__status__in=_unlocked())
+        .order_by("story_id", "index")
+    )
+
+
+def _unlocked() -> list[str]:
+    return [s for s in CharacterStatus.values if s != CharacterStatus.LOCKED]
+
+
+@dataclass(frozen=True)
+class CastEntry:
+    character_id: int
+    cid: str
+    pid: str
+    eid: str
+    ctag: str
+
+
+@dataclass(frozen=True)
+class CharacterInfo:
+    id: int
+    cid: str
+    name: str
+    subject_category: str
+    subject_type: str
+    profession_category: str
+    profession: str
+    template: str
+
+
+@dataclass
+class FrameRecord:
+    frame_id: int
+    story_id: int
+    index: int
+    genre: str
+    title: str
+    text: str
+    image: str
+    image_sha256: str
+    approval_path: str
+    audit: str
+    synthesizer_model: str
+    arbitrator_model: str
+    cast: list[CastEntry] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        """A WebDataset sample key: no dots, sorts in export order."""
+        return f"s{self.story_id:07d}_f{self.index:03d}"
+
+    @property
+    def cids(self) -> list[str]:
+        return [c.cid for c in self.cast]
+
+
+def locked_characters() -> dict[int, CharacterInfo]:
+    """Every locked character by id (one row per CID: small next to the frames)."""
+    rows = Character.objects.filter(status=CharacterStatus.LOCKED).values_list(
+        "id",
+        "cid",
+        "name",
+        "subject_category",
+        "subject_type",
+        "profession_category",
+        "profession",
+        "template",
+    )
+    return {row[0]: CharacterInfo(*row) for row in rows.iterator(chunk_size=CHUNK)}
+
+
+def story_characters(*, include_partial: bool) -> dict[int, frozenset[int]]:
+    """Story id → ids of the characters in its exportable frames (for the held-out split)."""
+    frames = exportable_frames(include_partial=include_partial)
+    rows = (
+        FrameCharacter.objects.filter(frame__in=frames.values("id"))
+        .values_list("frame__story_id", "character_id")
+        .order_by("frame__story_id", "character_id")
+        .distinct()
+    )
+    acc: dict[int, set[int]] = {}
+    for story_id, character_id in rows.iterator(chunk_size=CHUNK):
+        acc.setdefault(story_id, set()).add(character_id)
+    # Stories whose exportable frames show nobody still count (with no characters).
+    for story_id in frames.values_list("story_id", flat=True).distinct().iterator(CHUNK):
+        acc.setdefault(story_id, set())
+    return {k: frozenset(v) for k, v in sorted(acc.items())}
+
+
+def frame_records(
+    *, include_partial: bool, characters: dict[int, CharacterInfo]
+) -> Iterator[FrameRecord]:
+    """Every exportable frame with its cast, in ``(story_id, index)`` order, streamed."""
+    frames = exportable_frames(include_partial=include_partial)
+    frame_rows = frames.values_list(
+        "id",
+        "story_id",
+        "index",
+        "story__genre",
+        "story__title",
+        "frame_text",
+        "image",
+        "image_sha256",
+        "approval_path",
+        "audit",
+        "synthesizer_model",
+        "arbitrator_model",
+    ).iterator(chunk_size=CHUNK)
+    cast_rows = (
+        FrameCharacter.objects.filter(frame__in=frames.values("id"))
+        .order_by("frame__story_id", "frame__index", "slot")
+        .values_list("frame__story_id", "frame__index", "character_id", "pid", "eid", "ctag")
+        .iterator(chunk_size=CHUNK)
+    )
+    pending = next(cast_rows, None)
+    for row in frame_rows:
+        record = FrameRecord(*row)
+        here = (record.story_id, record.index)
+        # Both cursors are sorted the same way; skip cast rows of frames that left the
+        # selection between the two queries (the pipeline keeps running during an export).
+        while pending is not None and (pending[0], pending[1]) < here:
+            pending = next(cast_rows, None)
+        while pending is not None and (pending[0], pending[1]) == here:
+            info = characters.get(pending[2])
+            if info is None:  # unlocked since the frame query ran: drop the frame below
+                record.cast.append(CastEntry(pending[2], "", *pending[3:]))
+            else:
+                record.cast.append(CastEntry(pending[2], info.cid, *pending[3:]))
+            pending = next(cast_rows, None)
+        yield record

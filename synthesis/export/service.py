@@ -1,0 +1,390 @@
+"""``dataset_export``: write a dataset folder from the approved data.
+
+Everything is written into a hidden sibling folder (``.<out>.partial-…``) and renamed onto
+``out`` only when the manifest is complete, so a crash never leaves a half-written folder that
+looks like a finished export. Frames stream from the database to the writers one at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from django.core.files.storage import default_storage
+
+from synthesis.artifacts import read_bytes
+from synthesis.export.card import DatasetStats, write_card
+from synthesis.export.options import (
+    EXPORT_MARKER,
+    MANIFEST_NAME,
+    ExportError,
+    ExportOptions,
+    check_out_dir,
+    is_previous_export,
+)
+from synthesis.export.parquet import ParquetIndex
+from synthesis.export.selection import (
+    CharacterInfo,
+    FrameRecord,
+    exportable_frames,
+    frame_records,
+    locked_characters,
+    story_characters,
+)
+from synthesis.export.shards import ShardWriter
+from synthesis.export.splits import SPLITS, SplitPlan, split_plan
+
+FORMAT_VERSION = 1
+PROGRESS_EVERY = 256
+Progress = Callable[[int, int], None]
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _image_reader() -> Callable[[str], bytes]:
+    """Read stored images; straight from disk when the storage is a local folder."""
+    try:
+        default_storage.path("probe")
+    except NotImplementedError:
+        return read_bytes
+    path_of = default_storage.path
+
+    def read(name: str) -> bytes:
+        with open(path_of(name), "rb") as handle:
+            return handle.read()
+
+    return read
+
+
+def frame_metadata(record: FrameRecord, split: str) -> dict[str, Any]:
+    return {
+        "key": record.key,
+        "split": split,
+        "story_id": record.story_id,
+        "story_title": record.title,
+        "frame_index": record.index,
+        "genre": record.genre,
+        "text": record.text,
+        "characters": [
+            {"cid": c.cid, "pid": c.pid, "eid": c.eid, "ctag": c.ctag} for c in record.cast
+        ],
+        "approval_path": record.approval_path,
+        "audit": record.audit,
+        "models": {
+            "synthesizer": record.synthesizer_model,
+            "arbitrator": record.arbitrator_model,
+        },
+        "image_sha256": record.image_sha256,
+    }
+
+
+def character_metadata(info: CharacterInfo, split: str) -> dict[str, Any]:
+    return {
+        "cid": info.cid,
+        "split": split,
+        "name": info.name,
+        "subject_category": info.subject_category,
+        "subject_type": info.subject_type,
+        "profession_category": info.profession_category,
+        "profession": info.profession,
+    }
+
+
+class _Writers:
+    """The open writers of one export, by format and split."""
+
+    def __init__(self, root: Path, options: ExportOptions) -> None:
+        self.root = root
+        self.options = options
+        self.formats = set(options.formats)
+        self.frame_shards: dict[str, ShardWriter] = {}
+        self.parquet = ParquetIndex(root / "index.parquet") if "parquet" in self.formats else None
+        self.jsonl: dict[str, TextIO] = {}
+        self.files: dict[Path, str] = {}  # sha256 of files whose digest is already known
+
+    def shard(self, split: str, prefix: str) -> ShardWriter:
+        return ShardWriter(
+            self.root / "webdataset" / split, prefix, max_bytes=self.options.shard_max_bytes
+        )
+
+    def frame_shard(self, split: str) -> ShardWriter:
+        if split not in self.frame_shards:
+            self.frame_shards[split] = self.shard(split, "frames")
+        return self.frame_shards[split]
+
+    def omnigen2_line(self, split: str, line: dict[str, Any]) -> None:
+        if split not in self.jsonl:
+            path = self.root / "omnigen2" / f"{split}.jsonl"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.jsonl[split] = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        self.jsonl[split].write(_dumps(line).decode() + "\n")
+
+    def image_file(self, relative: str, data: bytes, digest: str) -> None:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)
+        self.files[path] = digest
+
+    def close(self) -> None:
+        for writer in self.frame_shards.values():
+            writer.close()
+            self.files.update(writer.digests)
+        if self.parquet is not None:
+            self.parquet.close()
+        for handle in self.jsonl.values():
+            handle.close()
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checked(data: bytes, expected: str, what: str) -> str:
+    digest = hashlib.sha256(data).hexdigest()
+    if expected and digest != expected:
+        raise ExportError(f"{what}: stored image does not match its sha256 (storage corrupted?)")
+    return digest
+
+
+def dataset_export(
+    *, out: Path, options: ExportOptions, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Export the approved data to ``out``; return the manifest. Raises ExportError early for
+    bad arguments, before anything is written."""
+    out = Path(out).absolute()
+    check_out_dir(out)
+    characters = locked_characters()
+    plan = split_plan(
+        story_characters(include_partial=options.include_partial_stories),
+        holdout_characters=options.holdout_characters,
+        holdout_stories=options.holdout_stories,
+        seed=options.seed,
+    )
+    total = exportable_frames(include_partial=options.include_partial_stories).count()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        manifest = _write_all(tmp, options, plan, characters, total, progress)
+        os.chmod(tmp, 0o755)
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _write_all(
+    root: Path,
+    options: ExportOptions,
+    plan: SplitPlan,
+    characters: dict[int, CharacterInfo],
+    total: int,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    read = _image_reader()
+    writers = _Writers(root, options)
+    stats = DatasetStats()
+    skipped = done = 0
+    try:
+        for record in frame_records(
+            include_partial=options.include_partial_stories, characters=characters
+        ):
+            split = plan.split_of(record.story_id, [c.character_id for c in record.cast])
+            if split is None or any(not c.cid for c in record.cast):
+                skipped += 1  # left the selection or crossed the split while we ran
+                continue
+            _write_frame(writers, record, split, read)
+            stats.add(record, split)
+            done += 1
+            if progress is not None and done % PROGRESS_EVERY == 0:
+                progress(done, total)
+        _write_characters(writers, stats, characters, read)
+    finally:
+        writers.close()
+    if progress is not None:
+        progress(done, done)
+    counts = _counts(stats, plan, skipped)
+    layout = _layout(options)
+    for path in write_card(
+        root, stats=stats, characters=characters, manifest_counts=counts, layout=layout
+    ):
+        writers.files[path] = _sha256_file(path)
+    if writers.parquet is not None:
+        writers.files[writers.parquet.path] = _sha256_file(writers.parquet.path)
+    for split in writers.jsonl:
+        path = root / "omnigen2" / f"{split}.jsonl"
+        writers.files[path] = _sha256_file(path)
+    heldout_cids = sorted(characters[c].cid for c in plan.heldout_characters if c in characters)
+    manifest = {
+        "kind": EXPORT_MARKER,
+        "format_version": FORMAT_VERSION,
+        "params": options.as_params(),
+        "counts": counts,
+        "splits": {
+            "heldout_cids": heldout_cids,
+            "story_ids": {
+                "train": sorted(stats.stories.get("train", set())),
+                "heldout": sorted(stats.stories.get("heldout", set())),
+                "excluded": sorted(plan.excluded_stories),
+            },
+        },
+        "statistics": stats.summary(characters),
+        "layout": layout,
+        "files": {
+            path.relative_to(root).as_posix(): {"bytes": path.stat().st_size, "sha256": digest}
+            for path, digest in sorted(writers.files.items())
+        },
+    }
+    (root / MANIFEST_NAME).write_bytes(
+        json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False).encode() + b"\n"
+    )
+    return manifest
+
+
+def _write_frame(
+    writers: _Writers, record: FrameRecord, split: str, read: Callable[[str], bytes]
+) -> None:
+    image = read(record.image)
+    _checked(image, record.image_sha256, f"frame {record.key}")
+    meta = frame_metadata(record, split)
+    shard_name = ""
+    if "webdataset" in writers.formats:
+        shard = writers.frame_shard(split).write(
+            record.key, {"json": _dumps(meta), "png": image, "txt": record.text.encode()}
+        )
+        shard_name = shard.relative_to(writers.root).as_posix()
+    omni_image = ""
+    if "omnigen2" in writers.formats:
+        omni_image = f"images/frames/{record.key}.png"
+        writers.image_file(f"omnigen2/{omni_image}", image, record.image_sha256)
+        writers.omnigen2_line(
+            split,
+            {
+                "task_type": "ic",
+                "instruction": record.text,
+                "input_images": [f"images/characters/{cid}.png" for cid in record.cids],
+                "output_image": omni_image,
+            },
+        )
+    if writers.parquet is not None:
+        writers.parquet.add(
+            {
+                "key": record.key,
+                "split": split,
+                "story_id": record.story_id,
+                "frame_index": record.index,
+                "genre": record.genre,
+                "story_title": record.title,
+                "frame_text": record.text,
+                "approval_path": record.approval_path,
+                "audit": record.audit,
+                "synthesizer_model": record.synthesizer_model,
+                "arbitrator_model": record.arbitrator_model,
+                "image_sha256": record.image_sha256,
+                "image_bytes": len(image),
+                "character_count": len(record.cast),
+                "cids": record.cids,
+                "characters": meta["characters"],
+                "shard": shard_name,
+                "omnigen2_image": f"omnigen2/{omni_image}" if omni_image else "",
+            }
+        )
+
+
+def _write_characters(
+    writers: _Writers,
+    stats: DatasetStats,
+    characters: dict[int, CharacterInfo],
+    read: Callable[[str], bytes],
+) -> None:
+    """The CID templates of the characters each split shows, keyed by CID."""
+    for split in SPLITS:
+        used = sorted(
+            (characters[c] for c in stats.characters.get(split, set())), key=lambda i: i.cid
+        )
+        if not used:
+            continue
+        shards = writers.shard(split, "characters") if "webdataset" in writers.formats else None
+        for info in used:
+            if not info.template:
+                raise ExportError(f"Character {info.cid} is locked but has no template image.")
+            image = read(info.template)
+            digest = _checked(image, "", info.cid)
+            if shards is not None:
+                shards.write(
+                    info.cid, {"json": _dumps(character_metadata(info, split)), "png": image}
+                )
+            if "omnigen2" in writers.formats:
+                writers.image_file(f"omnigen2/images/characters/{info.cid}.png", image, digest)
+        if shards is not None:
+            shards.close()
+            writers.files.update(shards.digests)
+
+
+def _counts(stats: DatasetStats, plan: SplitPlan, skipped: int) -> dict[str, Any]:
+    return {
+        "frames": sum(stats.frames.values()),
+        "frames_train": stats.frames.get("train", 0),
+        "frames_heldout": stats.frames.get("heldout", 0),
+        "stories_train": len(stats.stories.get("train", set())),
+        "stories_heldout": len(stats.stories.get("heldout", set())),
+        "stories_excluded": len(plan.excluded_stories),
+        "characters_train": len(stats.characters.get("train", set())),
+        "characters_heldout": len(stats.characters.get("heldout", set())),
+        "heldout_characters_chosen": len(plan.heldout_characters),
+        "frames_skipped_while_running": skipped,
+    }
+
+
+def _layout(options: ExportOptions) -> dict[str, str]:
+    layout = {
+        MANIFEST_NAME: "counts, parameters, split story ids and sha256 of every file",
+        "README.md": "this dataset card",
+        "card/*.png": "the plots of this card",
+    }
+    if "webdataset" in options.formats:
+        layout["webdataset/{train,heldout}/frames-NNNNN.tar"] = (
+            "WebDataset shards, one sample per frame: png (image), txt (frame prompt), json "
+            "(story, frame index, genre, characters [{cid, pid, eid, ctag}], approval path, "
+            "models, split)"
+        )
+        layout["webdataset/{train,heldout}/characters-NNNNN.tar"] = (
+            "CID templates keyed by CID: png (template), json (concept)"
+        )
+    if "parquet" in options.formats:
+        layout["index.parquet"] = "one row per frame with all metadata"
+    if "omnigen2" in options.formats:
+        layout["omnigen2/{train,heldout}.jsonl"] = (
+            'OmniGen2 in-context lines {"task_type": "ic", "instruction", "input_images", '
+            '"output_image"}; paths relative to omnigen2/'
+        )
+    return layout
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the finished folder onto ``out`` (replacing an empty folder or a previous export)."""
+    if not out.exists():
+        tmp.rename(out)
+        return
+    if not any(out.iterdir()):
+        os.replace(tmp, out)  # replaces an empty directory
+        return
+    if not is_previous_export(out):
+        raise ExportError(f"{out} became a non-empty folder that is not an export.")
+    old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+    out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
