@@ -1,0 +1,272 @@
+"""Local GPU models through diffusers: Flux (text-to-image), Qwen-Image-Edit (editing).
+
+- ``diffusers:flux…`` serves ``character_renderer`` from ``DIFFUSERS_FLUX_PATH``;
+  ``diffusers:qwen-image-edit…`` serves ``reference_editor`` / ``local_editor`` from
+  ``DIFFUSERS_QWEN_EDIT_PATH`` (``QwenImageEditPlusPipeline``, multi-image, where the installed
+  diffusers has it; else ``QwenImageEditPipeline``, one image). Option ``path`` overrides.
+- Weights only from that local directory (``local_files_only``); bf16 on CUDA, float32 on CPU.
+  A pipeline is loaded once per process and kept (the ``gpu`` worker holds it in memory).
+- Concurrent requests of the same shape are merged into one pipeline call by a micro-batcher
+  (``DIFFUSERS_MAX_BATCH``, ``DIFFUSERS_MAX_WAIT_MS``). ``QwenImageEditPlusPipeline`` refuses
+  batches larger than one (a diffusers limitation), so Plus edits run one at a time.
+- Each request's noise comes from its ``seed_key`` and try number, so a retry renders anew and
+  a rerun renders the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import threading
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from hilapp.imaging import to_png
+from synthesis.providers.base import (
+    ErrorKind,
+    ImageModel,
+    ImageRequest,
+    ImageResult,
+    ProviderError,
+    Usage,
+)
+from synthesis.providers.gpu_batcher import MicroBatcher
+
+log = logging.getLogger(__name__)
+
+FLUX, QWEN_EDIT = "flux", "qwen-image-edit"
+DEFAULT_GUIDANCE = {FLUX: 3.5, QWEN_EDIT: 4.0}
+PLUS_MAX_INPUTS = 3
+
+
+def family(model: str) -> str:
+    name = model.lower()
+    if name.startswith("flux"):
+        return FLUX
+    if name.startswith("qwen-image-edit") or name.startswith("qwen_image_edit"):
+        return QWEN_EDIT
+    raise ProviderError(
+        f"diffusers model {model!r}: expected a name starting with 'flux' or 'qwen-image-edit'",
+        kind=ErrorKind.BAD_REQUEST,
+    )
+
+
+def _has_plus() -> bool:
+    import diffusers
+
+    return hasattr(diffusers, "QwenImageEditPlusPipeline")
+
+
+@dataclass
+class Loaded:
+    pipe: Any
+    family: str
+    plus: bool
+    device: str
+    batcher: MicroBatcher
+
+
+_loaded: dict[tuple[str, str], Loaded] = {}
+_load_lock = threading.Lock()
+
+
+def _weights_path(fam: str, options: dict[str, Any]) -> str:
+    path = str(options.get("path") or "")
+    if not path:
+        path = settings.DIFFUSERS_FLUX_PATH if fam == FLUX else settings.DIFFUSERS_QWEN_EDIT_PATH
+    setting = "DIFFUSERS_FLUX_PATH" if fam == FLUX else "DIFFUSERS_QWEN_EDIT_PATH"
+    if not path:
+        raise ProviderError(
+            f"{setting} is not set: point it at a local {fam} pipeline directory "
+            "(save_pretrained layout with model_index.json)",
+            kind=ErrorKind.UNAVAILABLE,
+            permanent=True,
+        )
+    if not (Path(path) / "model_index.json").is_file():
+        raise ProviderError(
+            f"{setting}={path!r} is not a diffusers pipeline directory (no model_index.json); "
+            "weights are only read locally, never downloaded",
+            kind=ErrorKind.UNAVAILABLE,
+            permanent=True,
+        )
+    return path
+
+
+def load(fam: str, path: str) -> Loaded:
+    """The pipeline for (family, path), loaded on first use and kept for the process."""
+    with _load_lock:
+        if (fam, path) in _loaded:
+            return _loaded[(fam, path)]
+        import diffusers
+        import torch
+
+        cuda = torch.cuda.is_available()
+        dtype = torch.bfloat16 if cuda else torch.float32
+        plus = fam == QWEN_EDIT and _has_plus()
+        cls: Any
+        if fam == FLUX:
+            cls = diffusers.FluxPipeline
+        elif plus:
+            cls = diffusers.QwenImageEditPlusPipeline
+        else:
+            cls = diffusers.QwenImageEditPipeline
+        log.info(
+            "loading %s from %s (%s, %s)", cls.__name__, path, "cuda" if cuda else "cpu", dtype
+        )
+        try:
+            pipe = cls.from_pretrained(path, local_files_only=True, torch_dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise ProviderError(
+                f"cannot load {cls.__name__} from {path!r}: {exc}",
+                kind=ErrorKind.UNAVAILABLE,
+                permanent=True,
+            ) from exc
+        device = "cuda" if cuda else "cpu"
+        pipe = pipe.to(device)
+        pipe.set_progress_bar_config(disable=True)
+        max_batch = 1 if plus else int(settings.DIFFUSERS_MAX_BATCH)
+        loaded = Loaded(pipe, fam, plus, device, None)  # type: ignore[arg-type]
+        loaded.batcher = MicroBatcher(
+            lambda jobs: _run_batch(loaded, jobs),
+            max_batch=max_batch,
+            max_wait_s=float(settings.DIFFUSERS_MAX_WAIT_MS) / 1000,
+            name=f"{fam}",
+        )
+        _loaded[(fam, path)] = loaded
+        return loaded
+
+
+def unload_all() -> None:
+    """Forget loaded pipelines (tests; a worker that must free GPU memory)."""
+    with _load_lock:
+        _loaded.clear()
+
+
+@dataclass
+class Job:
+    prompt: str
+    images: list[Any]  # PIL images
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seed: int
+
+
+def _seed(request: ImageRequest) -> int:
+    text = f"{request.seed_key}|{request.try_number}|{request.prompt.text}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
+
+
+def _run_batch(loaded: Loaded, jobs: Sequence[Job]) -> list[bytes]:
+    """One pipeline call for jobs of one shape; one PNG per job, in order."""
+    import torch
+
+    first = jobs[0]
+    generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
+    common: dict[str, Any] = {
+        "height": first.height,
+        "width": first.width,
+        "num_inference_steps": first.steps,
+        "generator": generators,
+    }
+    prompts = [job.prompt for job in jobs]
+    with torch.inference_mode():
+        if loaded.family == FLUX:
+            output = loaded.pipe(prompt=prompts, guidance_scale=first.guidance, **common)
+        else:
+            cfg: dict[str, Any] = {"true_cfg_scale": first.guidance}
+            if first.guidance > 1:  # true CFG needs a negative prompt
+                cfg["negative_prompt"] = [" "] * len(jobs) if len(jobs) > 1 else " "
+            if loaded.plus:  # batch of one: a list of input images for one prompt
+                output = loaded.pipe(prompt=prompts[0], image=first.images, **cfg, **common)
+            else:  # one input image per prompt
+                images = [job.images[0] for job in jobs]
+                output = loaded.pipe(
+                    prompt=prompts if len(jobs) > 1 else prompts[0],
+                    image=images if len(jobs) > 1 else images[0],
+                    **cfg,
+                    **common,
+                )
+    return [to_png(image.convert("RGB")) for image in output.images]
+
+
+class DiffusersImage(ImageModel):
+    provider = "diffusers"
+
+    def __init__(self, model: str, options: dict[str, Any] | None = None) -> None:
+        super().__init__(model, options)
+        self.family = family(model)
+        # Flux renders from text alone; Plus edits with up to three images, the plain edit one.
+        if self.family == QWEN_EDIT:
+            self.max_input_images = PLUS_MAX_INPUTS if _has_plus() else 1  # type: ignore[misc]
+
+    def _steps(self) -> int:
+        return int(self.options.get("steps") or settings.DIFFUSERS_STEPS)
+
+    def _guidance(self) -> float:
+        value = self.options.get("guidance") or settings.DIFFUSERS_GUIDANCE
+        return float(value) if value else DEFAULT_GUIDANCE[self.family]
+
+    def generate(self, request: ImageRequest) -> ImageResult:
+        loaded = load(self.family, _weights_path(self.family, self.options))
+        width, height = request.size
+        images = [_decode(image) for image in request.images]
+        prompt = request.prompt.text
+        if self.family == FLUX and images:
+            raise ProviderError(
+                f"{self.model} renders from text only; use qwen-image-edit for edits",
+                kind=ErrorKind.BAD_REQUEST,
+            )
+        if self.family == QWEN_EDIT:
+            limit = self.max_input_images or 1
+            if not images:
+                raise ProviderError(
+                    f"{self.model} edits an input image; none given", kind=ErrorKind.BAD_REQUEST
+                )
+            if request.mask is not None and len(images) < limit:
+                images.append(_decode(request.mask))
+                prompt += "\nThe last image is a mask: change only its white area."
+            if len(images) > limit:
+                raise ProviderError(
+                    f"{self.model} takes at most {limit} input images, got {len(images)}",
+                    kind=ErrorKind.BAD_REQUEST,
+                )
+        job = Job(prompt, images, width, height, self._steps(), self._guidance(), _seed(request))
+        key: Hashable = (
+            width,
+            height,
+            job.steps,
+            job.guidance,
+            len(images),
+            tuple(image.size for image in images),
+        )
+        try:
+            png = loaded.batcher.submit(key, job)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            kind = (
+                ErrorKind.UNAVAILABLE if "out of memory" in str(exc).lower() else ErrorKind.SERVER
+            )
+            raise ProviderError(f"{self.model} pipeline failed: {exc!r}", kind=kind) from exc
+        return ImageResult(image=png, usage=Usage(images_in=len(request.images), images_out=1))
+
+
+def _decode(data: bytes) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ProviderError(f"input image unreadable: {exc}", kind=ErrorKind.BAD_REQUEST) from exc
+    return image.convert("RGB")
+
+
+IMAGE_MODEL = DiffusersImage
