@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -162,39 +162,45 @@ def _candidates(
     return qs.filter(~Exists(my_vote), ~Exists(my_lease)).order_by("-priority", "pk")
 
 
+_LEASE_UPSERT = """
+INSERT INTO {table} (item_id, expert_id, status, acquired_at, expires_at, ended_at)
+VALUES (%s, %s, 'active', %s, %s, NULL)
+ON CONFLICT (item_id, expert_id) DO UPDATE
+    SET status = 'active', acquired_at = excluded.acquired_at,
+        expires_at = excluded.expires_at, ended_at = NULL
+    WHERE {table}.status NOT IN ('active', 'voted')
+RETURNING id
+"""
+
+
+def _lease_upsert(*, item_id: int, expert_id: int, now: datetime, expires: datetime) -> bool:
+    """Insert or re-activate the (item, expert) lease row in one statement; False when the
+    expert already holds the seat or has voted (nothing changes then)."""
+    sql = _LEASE_UPSERT.format(table=connection.ops.quote_name(ReviewLease._meta.db_table))
+    with connection.cursor() as cursor:
+        adapt = connection.ops.adapt_datetimefield_value
+        cursor.execute(sql, [item_id, expert_id, adapt(now), adapt(expires)])
+        return cursor.fetchone() is not None
+
+
 def _take_seat(item: ReviewItem, expert: Any, now: datetime) -> bool:
-    """Give ``expert`` a lease on the locked ``item`` if the fresh state allows it."""
+    """Give ``expert`` a lease on the locked ``item`` if the fresh state allows it.
+
+    The candidate query already excluded items the expert voted on or holds (one snapshot sees
+    a vote and the end of its lease together), so this only re-checks the seat count, which the
+    row lock makes current.
+    """
     if item.status != ItemStatus.OPEN:
         return False
     changed = _expire_stale_leases(item, now)
-    if Vote.objects.filter(item=item, expert=expert).exists():
+    if item.leases_active >= open_seats(item.votes_count):
         if changed:
             item.save(update_fields=["leases_active", "lease_expires_min"])
         return False
-    lease = ReviewLease.objects.filter(item=item, expert=expert).first()
     expires = now + _lease_delta()
-    if lease is not None and lease.status == LeaseStatus.ACTIVE:
-        # Already this expert's seat (a second tab asked at the same time): extend it.
-        lease.expires_at = expires
-        lease.save(update_fields=["expires_at"])
-    else:
-        if item.leases_active >= open_seats(item.votes_count):
-            if changed:
-                item.save(update_fields=["leases_active", "lease_expires_min"])
-            return False
-        if lease is None:
-            ReviewLease.objects.create(
-                item=item,
-                expert=expert,
-                status=LeaseStatus.ACTIVE,
-                acquired_at=now,
-                expires_at=expires,
-            )
-        else:
-            ReviewLease.objects.filter(pk=lease.pk).update(
-                status=LeaseStatus.ACTIVE, acquired_at=now, expires_at=expires, ended_at=None
-            )
-        item.leases_active += 1
+    if not _lease_upsert(item_id=item.pk, expert_id=expert.pk, now=now, expires=expires):
+        return False  # this expert already holds or has voted on it (a second tab)
+    item.leases_active += 1
     if item.lease_expires_min is None or expires < item.lease_expires_min:
         item.lease_expires_min = expires
     item.save(update_fields=["leases_active", "lease_expires_min"])
@@ -342,32 +348,6 @@ def _store_correction(data: bytes) -> str:
     return default_storage.save(name, ContentFile(data))
 
 
-def _validate_vote_input(*, stage: str, choice: str, image: bytes | None, instruction: str) -> None:
-    allowed = choices_for(stage)
-    if choice not in allowed:
-        raise VoteRefused(
-            f"{choice!r} is not a choice of {stage}; choose one of: {', '.join(allowed)}.",
-            code="invalid",
-        )
-    if choice == Choice.CORRECT:
-        if not image and not instruction:
-            raise VoteRefused(
-                "A manual correction needs a corrected image or an edit instruction.",
-                code="invalid",
-            )
-        if image:
-            try:
-                validate_image_upload(image)
-            except ImageRejected as exc:
-                raise VoteRefused(
-                    f"The corrected image was refused: {exc}", code="invalid"
-                ) from exc
-    elif image or instruction:
-        raise VoteRefused(
-            "An image or an edit instruction goes only with a manual correction.", code="invalid"
-        )
-
-
 def vote_cast(
     *,
     item_id: int,
@@ -390,17 +370,16 @@ def vote_cast(
             f"An idempotency_key of 1 to {IDEMPOTENCY_KEY_MAX} characters is required.",
             code="invalid",
         )
-    replay = _replay(key, expert, item_id)
-    if replay is not None:
-        return replay
     comment = (comment or "").strip()
     instruction = (instruction or "").strip()
     if len(comment) > COMMENT_MAX:
         raise VoteRefused(f"The comment is over {COMMENT_MAX} characters.", code="invalid")
-    stage = ReviewItem.objects.filter(pk=item_id).values_list("stage", flat=True).first()
-    if stage is None:
-        raise VoteRefused(f"There is no review item {item_id}.", code="not_found")
-    _validate_vote_input(stage=stage, choice=choice, image=image, instruction=instruction)
+    if image:
+        # Decoding is slow: do it before the item row is locked.
+        try:
+            validate_image_upload(image)
+        except ImageRejected as exc:
+            raise VoteRefused(f"The corrected image was refused: {exc}", code="invalid") from exc
     try:
         return _vote_record(
             item_id=item_id,
@@ -411,12 +390,32 @@ def vote_cast(
             image=image,
             instruction=instruction,
         )
-    except IntegrityError:
-        # A concurrent submit with the same key (or by the same expert) won the race.
+    except IntegrityError as exc:
+        # A concurrent submit with the same key won the race, or the key was used elsewhere.
+        logger.info("review: vote on %s by %s hit %s", item_id, expert.pk, exc)
         replay = _replay(key, expert, item_id)
         if replay is not None:
             return replay
         raise VoteRefused("You have already voted on this item.", code="already_voted") from None
+
+
+def _check_choice(*, stage: str, choice: str, image: bytes | None, instruction: str) -> None:
+    allowed = choices_for(stage)
+    if choice not in allowed:
+        raise VoteRefused(
+            f"{choice!r} is not a choice of {stage}; choose one of: {', '.join(allowed)}.",
+            code="invalid",
+        )
+    if choice == Choice.CORRECT:
+        if not image and not instruction:
+            raise VoteRefused(
+                "A manual correction needs a corrected image or an edit instruction.",
+                code="invalid",
+            )
+    elif image or instruction:
+        raise VoteRefused(
+            "An image or an edit instruction goes only with a manual correction.", code="invalid"
+        )
 
 
 def _vote_record(
@@ -430,23 +429,41 @@ def _vote_record(
     instruction: str,
 ) -> VoteOutcome:
     with transaction.atomic():
-        item = ReviewItem.objects.select_for_update().get(pk=item_id)
-        replay = _replay(key, expert, item_id)
-        if replay is not None:
-            return replay
+        item = ReviewItem.objects.select_for_update().filter(pk=item_id).first()
+        if item is None:
+            raise VoteRefused(f"There is no review item {item_id}.", code="not_found")
+        # The item's votes (at most four) answer "retry?", "voted already?" and the tally.
+        votes = list(
+            Vote.objects.filter(item=item)
+            .order_by("pk")
+            .values_list("pk", "expert_id", "choice", "idempotency_key")
+        )
+        mine = next((v for v in votes if v[1] == expert.pk), None)
+        if mine is not None:
+            if mine[3] == key:
+                replay = _replay(key, expert, item_id)
+                assert replay is not None
+                return replay
+            raise VoteRefused("You have already voted on this item.", code="already_voted")
         if item.status != ItemStatus.OPEN:
             raise VoteRefused(
                 f"This item was already decided ({item.decided_choice}); your vote was not "
                 "counted.",
                 code="decided",
             )
-        if Vote.objects.filter(item=item, expert=expert).exists():
-            raise VoteRefused("You have already voted on this item.", code="already_voted")
+        _check_choice(stage=item.stage, choice=choice, image=image, instruction=instruction)
         now = timezone.now()
         _expire_stale_leases(item, now)
-        lease = ReviewLease.objects.filter(item=item, expert=expert).first()
-        holds_seat = lease is not None and lease.status == LeaseStatus.ACTIVE
-        if not holds_seat and item.leases_active >= open_seats(item.votes_count):
+        holds_seat = bool(
+            ReviewLease.objects.filter(item=item, expert=expert, status=LeaseStatus.ACTIVE).update(
+                status=LeaseStatus.VOTED, ended_at=now
+            )
+        )
+        if holds_seat:
+            item.leases_active -= 1
+            if item.leases_active == 0:
+                item.lease_expires_min = None
+        elif item.leases_active >= open_seats(item.votes_count):
             raise VoteRefused(
                 "Other experts hold every seat on this item; take the next item from the queue.",
                 code="no_seat",
@@ -462,11 +479,6 @@ def _vote_record(
             image_name=image_name,
             instruction=instruction,
         )
-        if holds_seat and lease is not None:
-            ReviewLease.objects.filter(pk=lease.pk).update(status=LeaseStatus.VOTED, ended_at=now)
-            item.leases_active -= 1
-            if lease.expires_at == item.lease_expires_min:
-                _refresh_lease_summary(item)
         item.votes_count += 1
         ReviewEvent.objects.create(
             item=item,
@@ -476,15 +488,13 @@ def _vote_record(
             comment=comment,
             data={"vote_id": vote.pk, "image_name": image_name, "instruction": instruction},
         )
-        tally = dict(
-            Vote.objects.filter(item=item)
-            .order_by()
-            .values_list("choice")
-            .annotate(n=Count("pk"))
-            .values_list("choice", "n")
-        )
+        tally: dict[str, int] = {}
+        for c in [v[2] for v in votes] + [choice]:
+            tally[c] = tally.get(c, 0) + 1
         winner = winning_choice(tally)
         if winner is None:
+            # lease_expires_min may now be earlier than the earliest active lease: harmless,
+            # the queue then re-checks the item and refreshes it.
             item.save(update_fields=["votes_count", "leases_active", "lease_expires_min"])
             return VoteOutcome(
                 item_id=item.pk,

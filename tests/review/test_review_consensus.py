@@ -104,9 +104,12 @@ def test_retried_submit_counts_once_and_returns_the_first_outcome(experts, decis
     assert again.vote_id == first.vote_id
     assert Vote.objects.filter(item=item).count() == 2
     assert len(decisions) == 1
-    with pytest.raises(VoteRefused) as exc:  # the same key from someone else
-        vote_cast(item_id=item.pk, expert=experts[2], choice="approve", idempotency_key="k")
+    other = review_item_open(stage="hv1", subject_id=60)
+    review_queue_next(expert=experts[2], stage="hv1")
+    with pytest.raises(VoteRefused) as exc:  # the same key from someone else, elsewhere
+        vote_cast(item_id=other.pk, expert=experts[2], choice="approve", idempotency_key="k")
     assert exc.value.code == "idempotency_conflict"
+    assert not Vote.objects.filter(item=other).exists()
 
 
 def test_choices_are_checked_per_stage(experts) -> None:

@@ -128,7 +128,9 @@ def test_upload_through_the_api(hv3_item, experts) -> None:
         url, {"choice": "correct", "idempotency_key": "u2", "image": good}, format="multipart"
     )
     assert r.status_code == 201, r.json()
-    r = client.post(
+    other = APIClient()
+    other.force_authenticate(experts[1])
+    r = other.post(
         url, {"choice": "discard", "idempotency_key": "u3", "instruction": "x"}, format="json"
     )
-    assert r.status_code == 400
+    assert r.status_code == 400 and "only with a manual correction" in r.json()["detail"]
