@@ -35,11 +35,10 @@ from synthesis.providers.base import (
     ProviderError,
     Usage,
 )
-from synthesis.providers.gpu_batcher import MicroBatcher
+from synthesis.providers.gpu_batcher import FLUX, QWEN_EDIT, Job, MicroBatcher, run_pipeline_batch
 
 log = logging.getLogger(__name__)
 
-FLUX, QWEN_EDIT = "flux", "qwen-image-edit"
 DEFAULT_GUIDANCE = {FLUX: 3.5, QWEN_EDIT: 4.0}
 PLUS_MAX_INPUTS = 3
 
@@ -147,53 +146,14 @@ def unload_all() -> None:
         _loaded.clear()
 
 
-@dataclass
-class Job:
-    prompt: str
-    images: list[Any]  # PIL images
-    width: int
-    height: int
-    steps: int
-    guidance: float
-    seed: int
-
-
 def _seed(request: ImageRequest) -> int:
     text = f"{request.seed_key}|{request.try_number}|{request.prompt.text}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 def _run_batch(loaded: Loaded, jobs: Sequence[Job]) -> list[bytes]:
-    """One pipeline call for jobs of one shape; one PNG per job, in order."""
-    import torch
-
-    first = jobs[0]
-    generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
-    common: dict[str, Any] = {
-        "height": first.height,
-        "width": first.width,
-        "num_inference_steps": first.steps,
-        "generator": generators,
-    }
-    prompts = [job.prompt for job in jobs]
-    with torch.inference_mode():
-        if loaded.family == FLUX:
-            output = loaded.pipe(prompt=prompts, guidance_scale=first.guidance, **common)
-        else:
-            cfg: dict[str, Any] = {"true_cfg_scale": first.guidance}
-            if first.guidance > 1:  # true CFG needs a negative prompt
-                cfg["negative_prompt"] = [" "] * len(jobs) if len(jobs) > 1 else " "
-            if loaded.plus:  # batch of one: a list of input images for one prompt
-                output = loaded.pipe(prompt=prompts[0], image=first.images, **cfg, **common)
-            else:  # one input image per prompt
-                images = [job.images[0] for job in jobs]
-                output = loaded.pipe(
-                    prompt=prompts if len(jobs) > 1 else prompts[0],
-                    image=images if len(jobs) > 1 else images[0],
-                    **cfg,
-                    **common,
-                )
-    return [to_png(image.convert("RGB")) for image in output.images]
+    images = run_pipeline_batch(loaded.pipe, family=loaded.family, plus=loaded.plus, jobs=jobs)
+    return [to_png(image) for image in images]
 
 
 class DiffusersImage(ImageModel):

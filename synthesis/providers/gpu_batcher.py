@@ -22,9 +22,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+FLUX, QWEN_EDIT = "flux", "qwen-image-edit"
+
 
 @dataclass
-class Job:
+class _Queued:
     key: Hashable
     payload: Any
     future: Future[Any] = field(default_factory=Future)
@@ -43,7 +45,7 @@ class MicroBatcher:
         self.max_batch = max(1, max_batch)
         self.max_wait_s = max(0.0, max_wait_s)
         self.name = name
-        self._inbox: queue.Queue[Job] = queue.Queue()
+        self._inbox: queue.Queue[_Queued] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self.batch_sizes: list[int] = []  # one entry per pipeline call (observability, tests)
@@ -51,7 +53,7 @@ class MicroBatcher:
     def submit(self, key: Hashable, payload: Any) -> Any:
         """Run ``payload`` (batched with others of the same ``key``); block until it is done."""
         self._ensure_started()
-        job = Job(key, payload)
+        job = _Queued(key, payload)
         self._inbox.put(job)
         return job.future.result()
 
@@ -64,14 +66,14 @@ class MicroBatcher:
                 self._thread.start()
 
     def _loop(self) -> None:
-        pending: deque[Job] = deque()
+        pending: deque[_Queued] = deque()
         while True:
             if not pending:
                 pending.append(self._inbox.get())
             batch = self._gather(pending)
             self._execute(batch)
 
-    def _gather(self, pending: deque[Job]) -> list[Job]:
+    def _gather(self, pending: deque[_Queued]) -> list[_Queued]:
         first = pending.popleft()
         batch = [first]
         for job in list(pending):
@@ -92,7 +94,7 @@ class MicroBatcher:
             (batch if job.key == first.key else pending).append(job)
         return batch
 
-    def _execute(self, batch: list[Job]) -> None:
+    def _execute(self, batch: list[_Queued]) -> None:
         self.batch_sizes.append(len(batch))
         try:
             results = self._run([job.payload for job in batch])
@@ -104,3 +106,52 @@ class MicroBatcher:
             return
         for job, result in zip(batch, results, strict=True):
             job.future.set_result(result)
+
+
+@dataclass
+class Job:
+    """One image request as the pipelines take it (the batch key groups equal shapes)."""
+
+    prompt: str
+    images: list[Any]  # PIL images
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    seed: int
+
+
+def run_pipeline_batch(pipe: Any, *, family: str, plus: bool, jobs: Sequence[Job]) -> list[Any]:
+    """One pipeline call for jobs of one shape; one RGB PIL image per job, in order.
+
+    Kept free of Django so that the GPU benchmark drives exactly this code.
+    """
+    import torch
+
+    first = jobs[0]
+    generators = [torch.Generator(device="cpu").manual_seed(job.seed) for job in jobs]
+    common: dict[str, Any] = {
+        "height": first.height,
+        "width": first.width,
+        "num_inference_steps": first.steps,
+        "generator": generators,
+    }
+    prompts = [job.prompt for job in jobs]
+    with torch.inference_mode():
+        if family == FLUX:
+            output = pipe(prompt=prompts, guidance_scale=first.guidance, **common)
+        else:
+            cfg: dict[str, Any] = {"true_cfg_scale": first.guidance}
+            if first.guidance > 1:  # true CFG needs a negative prompt
+                cfg["negative_prompt"] = [" "] * len(jobs) if len(jobs) > 1 else " "
+            if plus:  # the Plus pipeline takes one prompt with a list of input images
+                output = pipe(prompt=prompts[0], image=first.images, **cfg, **common)
+            else:  # one input image per prompt
+                images = [job.images[0] for job in jobs]
+                output = pipe(
+                    prompt=prompts if len(jobs) > 1 else prompts[0],
+                    image=images if len(jobs) > 1 else images[0],
+                    **cfg,
+                    **common,
+                )
+    return [image.convert("RGB") for image in output.images]
