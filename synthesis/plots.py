@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.dates as mdates
 from django.core.cache import cache
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -53,7 +54,8 @@ def _bars(ax: Axes, dist: dict[str, int], xlabel: str, ylabel: str = "count") ->
 def draw_heatmap(ax: Axes, s: dict[str, Any]) -> None:
     h = s["heatmap"]
     counts = h["counts"]
-    image = ax.imshow(counts, cmap="Blues", aspect="auto")
+    peak = max((n for row in counts for n in row), default=0)
+    image = ax.imshow(counts, cmap="Blues", aspect="auto", vmin=0, vmax=max(peak, 1))
     ax.set_xticks(
         range(len(h["professions"])), h["profession_labels"], rotation=20, ha="right", fontsize=8
     )
@@ -149,9 +151,11 @@ def draw_queue_depth(ax: Axes, s: dict[str, Any]) -> None:
         ax.step(
             xs, [d for _, d in series], where="post", label=stage, color=COLOURS[k % len(COLOURS)]
         )
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.set_ylabel("open items")
     ax.legend(fontsize=8)
-    ax.figure.autofmt_xdate()
 
 
 def draw_decisions_per_day(ax: Axes, s: dict[str, Any]) -> None:

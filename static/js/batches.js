@@ -73,7 +73,8 @@
       r.failures.forEach(function (f) {
         var li = document.createElement("li");
         var t = document.createElement("time");
-        t.textContent = f.at;
+        t.dateTime = f.at;
+        t.textContent = new Date(f.at).toLocaleString();
         var what = document.createElement("strong");
         what.textContent = " " + f.what;
         li.appendChild(t);

@@ -1,0 +1,144 @@
+"""Admins in real Chromium: launch a character batch, watch it reach 100% through a real Celery
+worker (the simulator), open the statistics page with every plot loaded; a bad parameter shows
+an error and creates nothing; an expert gets 403.
+
+Screenshots of the pages go to ``$HILAPP_SCREENSHOTS`` (default: the test's tmp dir).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from synthesis.models import Batch, Character
+from synthesis.plots import PLOTS
+
+# Playwright's sync API runs an event loop in the test thread; Django would refuse ORM calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("HILAPP_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def login(browser: Any, base: str, username: str) -> Any:
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", f"{username}-pw")
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    return page
+
+
+def all_plots_loaded(page: Any) -> bool:
+    return bool(
+        page.evaluate(
+            """() => { const imgs = [...document.querySelectorAll('img[data-plot]')];
+                 return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0); }"""
+        )
+    )
+
+
+def test_admin_launches_a_batch_watches_it_finish_and_opens_statistics(
+    browser: Any, live_server: Any, celery_workers: Any, make_user: Any, shots: Path
+) -> None:
+    celery_workers.env["HILAPP_TEMPLATE_SIZE"] = "256"
+    celery_workers.start(concurrency=2)
+    make_user("root", role="admin")
+    base = live_server.url
+    page = login(browser, base, "root")
+
+    page.goto(f"{base}/synthesis/batches/")
+    page.select_option("select[name=kind]", "characters")
+    page.fill("input[name=count]", "4")
+    page.fill("input[name=seed]", "11")
+    page.fill("input[name=budget_usd]", "5")
+    page.check("input[name=subject_categories][value=mammal]")
+    page.click("details summary")
+    page.fill("input[name=sim_faults]", "low_viescore=0.25")
+    page.screenshot(path=str(shots / "batches-form.png"), full_page=True)
+    page.click("#launch")
+
+    page.wait_for_selector("#batch-live")
+    batch = Batch.objects.get()
+    assert batch.requested == 4 and batch.params["subject_categories"] == ["mammal"]
+    page.wait_for_function(
+        "parseFloat(document.getElementById('progress-percent').textContent) === 100",
+        timeout=180_000,
+    )
+    assert page.inner_text("#progress-count").startswith("4 of 4")
+    assert Character.objects.filter(batch=batch, status__in=["drafting", "rendering"]).count() == 0
+    page.screenshot(path=str(shots / "batch-detail.png"), full_page=True)
+
+    page.goto(f"{base}/synthesis/batches/")
+    assert page.locator(f"tr[data-batch='{batch.pk}']").count() == 1
+    page.screenshot(path=str(shots / "batches.png"), full_page=True)
+
+    page.goto(f"{base}/synthesis/statistics/")
+    assert page.locator("img[data-plot]").count() == len(PLOTS)
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('img[data-plot]')]
+                 .every(i => i.complete && i.naturalWidth > 0)""",
+        timeout=60_000,
+    )
+    assert all_plots_loaded(page)
+    page.screenshot(path=str(shots / "statistics.png"), full_page=True)
+
+
+def test_a_bad_parameter_shows_an_error_and_creates_nothing(
+    browser: Any, live_server: Any, make_user: Any
+) -> None:
+    make_user("root", role="admin")
+    base = live_server.url
+    page = login(browser, base, "root")
+    page.goto(f"{base}/synthesis/batches/")
+    page.fill("input[name=count]", "0")
+    page.click("#launch")
+    error = page.wait_for_selector("#launch-error")
+    assert "count must be between 1 and" in error.inner_text()
+    page.fill("input[name=count]", "3")
+    page.click("details summary")
+    page.fill("input[name=sim_faults]", "gremlins=0.5")
+    page.click("#launch")
+    assert "gremlins" in page.wait_for_selector("#launch-error").inner_text()
+    assert not Batch.objects.exists() and not Character.objects.exists()
+
+
+def test_an_expert_gets_403_on_the_batches_page(
+    browser: Any, live_server: Any, make_user: Any
+) -> None:
+    make_user("vera", role="expert")
+    base = live_server.url
+    page = login(browser, base, "vera")
+    response = page.goto(f"{base}/synthesis/batches/")
+    assert response is not None and response.status == 403
+    response = page.goto(f"{base}/synthesis/statistics/")
+    assert response is not None and response.status == 403
