@@ -75,15 +75,16 @@ class ExportViewSet(
     @extend_schema(
         parameters=[
             OpenApiParameter(
-                "path", str, OpenApiParameter.PATH, description="a path listed in the manifest"
+                "path", str, required=True, description="a path listed in the manifest"
             )
         ],
-        responses={
-            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
-        },
+        responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)},
     )
-    @action(detail=True, methods=["get"], url_path=r"files/(?P<path>[^?#]+)")
-    def files(self, request: Request, pk: str | None = None, path: str = "") -> FileResponse:
+    @action(detail=True, methods=["get"])
+    def files(self, request: Request, pk: str | None = None) -> FileResponse:
         """Download one file of a finished export (a shard, the index, the card, …)."""
-        found = self._finished_file(path)
+        relative = request.query_params.get("path", "")
+        if not relative:
+            raise ValidationError({"path": "Give the path of a file listed in the manifest."})
+        found = self._finished_file(relative)
         return FileResponse(open(found, "rb"), as_attachment=True, filename=found.name)

@@ -74,6 +74,7 @@ def export_job_run(*, job_id: int) -> None:
             ExportJob.objects.filter(pk=job.pk).update(done=done, total=total)
 
     try:
+        Path(job.out_dir).parent.mkdir(parents=True, exist_ok=True)
         manifest = dataset_export(
             out=Path(job.out_dir), options=options_from_params(job.params), progress=progress
         )
