@@ -34,7 +34,7 @@ def admin_link(obj: Model | None, label: str | None = None) -> SafeString | str:
     return format_html('<a href="{}">{}</a>', url, label or str(obj))
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyAdmin(admin.ModelAdmin):
     """Rows are written by the pipeline; the admin shows them (superusers may delete)."""
 
     list_per_page = 50
@@ -97,18 +97,28 @@ class CharacterAdmin(ReadOnlyAdmin):
         return admin_link(character.batch, f"batch {character.batch_id}")
 
 
-class StoryCastInline(admin.TabularInline):  # type: ignore[type-arg]
+class StoryCastInline(admin.TabularInline):
     model = StoryCast
-    fields = ["order", "character"]
-    readonly_fields = fields
+    readonly_fields = (
+        "order",
+        "character",
+    )
+    fields = readonly_fields
     extra = 0
     max_num = 0
 
 
-class FrameInline(admin.TabularInline):  # type: ignore[type-arg]
+class FrameInline(admin.TabularInline):
     model = Frame
-    fields = ["index", "status", "audit", "approval_path", "round", "frame_text"]
-    readonly_fields = fields
+    readonly_fields = (
+        "index",
+        "status",
+        "audit",
+        "approval_path",
+        "round",
+        "frame_text",
+    )
+    fields = readonly_fields
     extra = 0
     max_num = 0
     show_change_link = True
@@ -134,10 +144,18 @@ class StoryCastAdmin(ReadOnlyAdmin):
     list_select_related = ["story", "character"]
 
 
-class FrameCharacterInline(admin.TabularInline):  # type: ignore[type-arg]
+class FrameCharacterInline(admin.TabularInline):
     model = FrameCharacter
-    fields = ["slot", "character", "pid", "eid", "ctag", "reference_status", "iterations"]
-    readonly_fields = fields
+    readonly_fields = (
+        "slot",
+        "character",
+        "pid",
+        "eid",
+        "ctag",
+        "reference_status",
+        "iterations",
+    )
+    fields = readonly_fields
     extra = 0
     max_num = 0
     show_change_link = True

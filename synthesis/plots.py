@@ -149,7 +149,11 @@ def draw_queue_depth(ax: Axes, s: dict[str, Any]) -> None:
     for k, (stage, series) in enumerate(q.items()):
         xs = [datetime.fromisoformat(t) for t, _ in series]
         ax.step(
-            xs, [d for _, d in series], where="post", label=stage, color=COLOURS[k % len(COLOURS)]
+            mdates.date2num(xs),
+            [d for _, d in series],
+            where="post",
+            label=stage,
+            color=COLOURS[k % len(COLOURS)],
         )
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)

@@ -35,7 +35,7 @@ class BatchLaunchSerializer(serializers.Serializer[Any]):
 
     kind = serializers.ChoiceField(choices=BatchKind.choices)
     count = serializers.JSONField(help_text="units to make (1–100000)")
-    seed = serializers.JSONField(required=False, default=0)
+    seed = serializers.IntegerField(required=False, default=0)
     budget_usd = serializers.JSONField(required=False, allow_null=True, default=None)
     params = serializers.DictField(
         required=False,

@@ -5,6 +5,7 @@ The batches page polls it (through ``GET /api/v1/batches/<id>/``) every few seco
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -42,23 +43,25 @@ def batch_failures(batch: Batch, *, limit: int = 10) -> list[dict[str, Any]]:
         .order_by("-id")
         .values("started_at", "subject", "role", "provider", "model", "error_kind", "error")[:limit]
     )
-    rows = [
-        {
-            "at": c["at"],
-            "what": f"{unit_model} {c['object_id']} → {c['new']}",
-            "reason": c["reason"] or "(no reason recorded)",
-        }
+    rows: list[tuple[datetime, str, str]] = [
+        (
+            c["at"],
+            f"{unit_model} {c['object_id']} → {c['new']}",
+            c["reason"] or "(no reason recorded)",
+        )
         for c in changes
     ] + [
-        {
-            "at": c["started_at"],
-            "what": f"{c['role']} call {c['provider']}:{c['model']} ({c['subject']})",
-            "reason": f"{c['error_kind']}: {c['error']}".strip(": "),
-        }
+        (
+            c["started_at"],
+            f"{c['role']} call {c['provider']}:{c['model']} ({c['subject']})",
+            f"{c['error_kind']}: {c['error']}".strip(": "),
+        )
         for c in calls
     ]
-    rows.sort(key=lambda r: r["at"], reverse=True)
-    return [{**r, "at": r["at"].isoformat()} for r in rows[:limit]]
+    rows.sort(key=lambda r: r[0], reverse=True)
+    return [
+        {"at": at.isoformat(), "what": what, "reason": reason} for at, what, reason in rows[:limit]
+    ]
 
 
 def batch_report(batch: Batch) -> dict[str, Any]:

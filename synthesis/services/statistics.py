@@ -175,10 +175,11 @@ def viescore_distributions() -> dict[str, Any]:
                 "score_overall", flat=True
             )
         )
+        values = [float(s) for s in scores if s is not None]
         out[kind.value] = {
-            "n": len(scores),
-            "mean": pystats.fmean(scores) if scores else None,
-            "counts": _histogram([float(s) for s in scores], VIESCORE_BINS),
+            "n": len(values),
+            "mean": pystats.fmean(values) if values else None,
+            "counts": _histogram(values, VIESCORE_BINS),
         }
     return out
 
@@ -212,10 +213,14 @@ def pass_rate_per_stage() -> list[dict[str, Any]]:
                 "rate": _rate(passed, total),
             }
         )
-    decided = ReviewDecision.objects.values("stage", "choice").annotate(n=Count("pk")).order_by()
     human: dict[str, Counter[str]] = defaultdict(Counter)
-    for row in decided:
-        human[row["stage"]][row["choice"]] += row["n"]
+    for stage_name, choice_name, n in (
+        ReviewDecision.objects.values("stage", "choice")
+        .annotate(n=Count("pk"))
+        .order_by()
+        .values_list("stage", "choice", "n")
+    ):
+        human[stage_name][choice_name] += n
     passing = {
         Stage.HV1: Choice.APPROVE,
         Stage.HV2: Choice.APPROVE,
@@ -425,7 +430,8 @@ def latency_percentiles() -> list[dict[str, Any]]:
     for provider, model, role, ms in ModelCall.objects.filter(
         status=CallStatus.OK, latency_ms__isnull=False
     ).values_list("provider", "model", "role", "latency_ms"):
-        groups[(f"{provider}:{model}", role)].append(ms)
+        if ms is not None:
+            groups[(f"{provider}:{model}", role)].append(ms)
     out = []
     for (model, role), values in sorted(groups.items()):
         values.sort()

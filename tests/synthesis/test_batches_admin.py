@@ -55,15 +55,26 @@ def test_admin_launches_a_character_batch_from_the_page(admin_client: Client) ->
     assert page.status_code == 200 and b"Launch a batch" in page.content
     response = admin_client.post(
         reverse("synthesis:batches"),
-        {"kind": "characters", "count": "4", "seed": "7", "budget_usd": "2.5",
-         "subject_categories": ["mammal"], "sim_faults": "low_viescore=0.5",
-         "roles": "judge=sim:sim-judge=1", "sim_latency_ms": "5"},
+        {
+            "kind": "characters",
+            "count": "4",
+            "seed": "7",
+            "budget_usd": "2.5",
+            "subject_categories": ["mammal"],
+            "sim_faults": "low_viescore=0.5",
+            "roles": "judge=sim:sim-judge=1",
+            "sim_latency_ms": "5",
+        },
     )
     batch = Batch.objects.get()
     assert response.status_code == 302
     assert response["Location"] == reverse("synthesis:batch", args=[batch.pk])
     assert (batch.kind, batch.requested, batch.seed, str(batch.budget_usd)) == (
-        "characters", 4, 7, "2.5000")
+        "characters",
+        4,
+        7,
+        "2.5000",
+    )
     assert batch.params["subject_categories"] == ["mammal"]
     assert batch.params["sim"]["faults"]["low_viescore"] == 0.5
     assert batch.params["roles"] == {"judge": "sim:sim-judge=1"}
@@ -144,8 +155,9 @@ def test_pause_resume_cancel_buttons(admin_client: Client) -> None:
     admin_client.post(reverse("synthesis:batch-action", args=[batch.pk, "cancel"]))
     batch.refresh_from_db()
     assert batch.status == BatchStatus.CANCELLED
-    again = admin_client.post(reverse("synthesis:batch-action", args=[batch.pk, "resume"]),
-                              follow=True)
+    again = admin_client.post(
+        reverse("synthesis:batch-action", args=[batch.pk, "resume"]), follow=True
+    )
     assert b"cannot become running" in again.content
 
 
@@ -165,15 +177,26 @@ def test_api_launch_list_detail_and_actions(admin_client: Client) -> None:
     listed = admin_client.get("/api/v1/batches/").json()
     assert [b["id"] for b in listed["results"]] == [body["id"]]
     detail = admin_client.get(f"/api/v1/batches/{body['id']}/").json()
-    assert set(detail) >= {"counts", "percent", "throughput_per_min", "eta_s", "spend_usd",
-                           "failures", "actions"}
+    assert set(detail) >= {
+        "counts",
+        "percent",
+        "throughput_per_min",
+        "eta_s",
+        "spend_usd",
+        "failures",
+        "actions",
+    }
     assert admin_client.post(f"/api/v1/batches/{body['id']}/pause/").json()["status"] == "paused"
     assert admin_client.post(f"/api/v1/batches/{body['id']}/pause/").status_code == 409
-    resumed = admin_client.post(f"/api/v1/batches/{body['id']}/resume/", {"budget_usd": "9"},
-                                content_type="application/json")
+    resumed = admin_client.post(
+        f"/api/v1/batches/{body['id']}/resume/",
+        {"budget_usd": "9"},
+        content_type="application/json",
+    )
     assert resumed.json()["status"] == "running" and resumed.json()["budget_usd"] == 9.0
     assert admin_client.post(f"/api/v1/batches/{body['id']}/cancel/").json()["status"] == (
-        "cancelled")
+        "cancelled"
+    )
 
 
 @pytest.mark.parametrize(
@@ -199,8 +222,9 @@ def test_api_bad_parameters_400_and_nothing_created(
 
 def test_api_is_admin_only(expert_client: Client) -> None:
     assert expert_client.get("/api/v1/batches/").status_code == 403
-    response = expert_client.post("/api/v1/batches/", {"kind": "characters", "count": 1},
-                                  content_type="application/json")
+    response = expert_client.post(
+        "/api/v1/batches/", {"kind": "characters", "count": 1}, content_type="application/json"
+    )
     assert response.status_code == 403
     assert expert_client.get("/api/v1/statistics/").status_code == 403
     assert _nothing_created()
@@ -231,7 +255,10 @@ def test_resume_requeues_waiting_work(django_capture_on_commit_callbacks: Any) -
     assert len(resent) == 3  # every drafting character is sent again
     change = StatusChange.objects.filter(model="batch", object_id=batch.pk).last()
     assert change is not None and (change.old, change.new, change.actor) == (
-        "paused", "running", "tester")
+        "paused",
+        "running",
+        "tester",
+    )
 
 
 def test_cancelling_a_paused_batch_cancels_its_waiting_units() -> None:
@@ -264,21 +291,24 @@ def test_cancel_during_a_running_batch_loses_nothing_and_starts_nothing(
     celery_workers.env["HILAPP_TEMPLATE_SIZE"] = "128"
     celery_workers.start(concurrency=2)
     count = 14
-    batch = batch_launch(kind="characters", count=count,
-                         params={"sim": {"faults": {}, "latency_ms": 250}})
+    batch = batch_launch(
+        kind="characters", count=count, params={"sim": {"faults": {}, "latency_ms": 250}}
+    )
 
     def some_started() -> bool:  # drafts go first (FIFO): cancel once a few are drafted
         return batch.characters.exclude(status=CharacterStatus.DRAFTING).count() >= 2
 
     wait_until(some_started, timeout=120, message=f"two drafted\n{celery_workers.logs()}")
     cancelled_at = timezone.now()
-    in_flight_before = set(
-        ModelCall.objects.filter(batch=batch).values_list("subject", flat=True)
-    )
+    in_flight_before = set(ModelCall.objects.filter(batch=batch).values_list("subject", flat=True))
     batch_cancel(batch_id=batch.pk, actor="tester")
 
-    resting = {CharacterStatus.PENDING_HV1, CharacterStatus.DISCARDED, CharacterStatus.FAILED,
-               CharacterStatus.CANCELLED}
+    resting = {
+        CharacterStatus.PENDING_HV1,
+        CharacterStatus.DISCARDED,
+        CharacterStatus.FAILED,
+        CharacterStatus.CANCELLED,
+    }
 
     def all_resting() -> bool:
         statuses = set(batch.characters.values_list("status", flat=True))
@@ -300,14 +330,21 @@ def test_cancel_during_a_running_batch_loses_nothing_and_starts_nothing(
     assert not {f"character:{c.pk}" for c in cancelled} & called
     for c in finished:
         assert c.template and (c.status == CharacterStatus.PENDING_HV1 or c.reason), c
-    assert all(ModelCall.objects.filter(batch=batch).exclude(status=CallStatus.STARTED)
-               .values_list("finished_at", flat=True))
+    assert all(
+        ModelCall.objects.filter(batch=batch)
+        .exclude(status=CallStatus.STARTED)
+        .values_list("finished_at", flat=True)
+    )
     # Nothing new started: units that first called a model after the cancel are at most the
     # ones the two worker processes had already picked up when it came.
-    new_after = set(
-        ModelCall.objects.filter(batch=batch, started_at__gt=cancelled_at)
-        .values_list("subject", flat=True)
-    ) - in_flight_before
+    new_after = (
+        set(
+            ModelCall.objects.filter(batch=batch, started_at__gt=cancelled_at).values_list(
+                "subject", flat=True
+            )
+        )
+        - in_flight_before
+    )
     assert len(new_after) <= 2, new_after
     batch.refresh_from_db()
     assert batch.status == BatchStatus.CANCELLED

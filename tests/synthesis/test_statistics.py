@@ -52,31 +52,52 @@ def _clear_cache() -> None:
 
 def _character(batch: Batch, i: int, status: str, subject: str, profession: str) -> Character:
     return Character.objects.create(
-        batch=batch, index=i, cid=f"C-{batch.pk}-{i}", status=status, subject_category=subject,
-        subject_type="x", profession_category=profession, profession="y",
+        batch=batch,
+        index=i,
+        cid=f"C-{batch.pk}-{i}",
+        status=status,
+        subject_category=subject,
+        subject_type="x",
+        profession_category=profession,
+        profession="y",
     )
 
 
 def _attempt(kind: str, number: int, status: str, **subject: Any) -> GateAttempt:
     return GateAttempt.objects.create(
-        kind=kind, number=number, action="initial" if number == 1 else "apt", status=status,
-        prompt_name="p", prompt_version="1", prompt_text="t", **subject,
+        kind=kind,
+        number=number,
+        action="initial" if number == 1 else "apt",
+        status=status,
+        prompt_name="p",
+        prompt_version="1",
+        prompt_text="t",
+        **subject,
     )
 
 
 def _decided_item(stage: str, subject_id: int, votes: list[str], experts: list[Any]) -> None:
     winner = max(set(votes), key=votes.count)
     item = ReviewItem.objects.create(
-        stage=stage, subject_id=subject_id, status=ItemStatus.DECIDED, decided_choice=winner,
+        stage=stage,
+        subject_id=subject_id,
+        status=ItemStatus.DECIDED,
+        decided_choice=winner,
         votes_count=len(votes),
     )
     made = [
-        Vote.objects.create(item=item, expert=experts[k], stage=stage, choice=choice,
-                            idempotency_key=f"k{next(_keys)}")
+        Vote.objects.create(
+            item=item,
+            expert=experts[k],
+            stage=stage,
+            choice=choice,
+            idempotency_key=f"k{next(_keys)}",
+        )
         for k, choice in enumerate(votes)
     ]
-    ReviewDecision.objects.create(item=item, stage=stage, subject_id=subject_id, choice=winner,
-                                  deciding_vote=made[-1])
+    ReviewDecision.objects.create(
+        item=item, stage=stage, subject_id=subject_id, choice=winner, deciding_vote=made[-1]
+    )
 
 
 @pytest.fixture
@@ -95,12 +116,18 @@ def dataset(make_user: Any) -> dict[str, Any]:
         _character(cbatch, 4, CharacterStatus.DISCARDED, s0, p1),
     ]
     sbatch = Batch.objects.create(kind=BatchKind.STORIES, requested=3)
-    story = Story.objects.create(batch=sbatch, index=0, status=StoryStatus.APPROVED, genre="g",
-                                 script={"frames": [{}] * 11})
+    story = Story.objects.create(
+        batch=sbatch, index=0, status=StoryStatus.APPROVED, genre="g", script={"frames": [{}] * 11}
+    )
     StoryCast.objects.create(story=story, character=chars[0], order=0)
     StoryCast.objects.create(story=story, character=chars[1], order=1)
-    two = Story.objects.create(batch=sbatch, index=1, status=StoryStatus.PENDING_HV2, genre="g",
-                               script={"frames": [{}] * 7})
+    two = Story.objects.create(
+        batch=sbatch,
+        index=1,
+        status=StoryStatus.PENDING_HV2,
+        genre="g",
+        script={"frames": [{}] * 7},
+    )
     StoryCast.objects.create(story=two, character=chars[2], order=0)
     Story.objects.create(batch=sbatch, index=2, status=StoryStatus.DROPPED, genre="g")
 
@@ -117,10 +144,14 @@ def dataset(make_user: Any) -> dict[str, Any]:
             status, path = FrameStatus.DISCARDED, ""
         elif i == 10:
             status, path = FrameStatus.RENDERING, ""
-        frames.append(Frame.objects.create(story=story, index=i, frame_text=f"f{i}",
-                                           status=status, approval_path=path))
-    StatusChange.objects.create(model="frame", object_id=frames[3].pk, old="rendering",
-                                new="hard_failed")
+        frames.append(
+            Frame.objects.create(
+                story=story, index=i, frame_text=f"f{i}", status=status, approval_path=path
+            )
+        )
+    StatusChange.objects.create(
+        model="frame", object_id=frames[3].pk, old="rendering", new="hard_failed"
+    )
     # Audit: 3 confirmed, 1 rejected, 1 pending.
     for frame, audit in zip(frames[:5], ["confirmed"] * 3 + ["rejected", "pending"], strict=True):
         Frame.objects.filter(pk=frame.pk).update(audit=audit)
@@ -136,32 +167,58 @@ def dataset(make_user: Any) -> dict[str, Any]:
 
     # References: A fails twice then passes (3), B fails once then passes (2), C passes (1).
     refs = [
-        FrameCharacter.objects.create(frame=frames[0], character=chars[k], slot=k, pid="p",
-                                      eid="e", ctag="c")
+        FrameCharacter.objects.create(
+            frame=frames[0], character=chars[k], slot=k, pid="p", eid="e", ctag="c"
+        )
         for k in range(3)
     ]
-    for ref, outcomes in zip(refs, [["failed", "failed", "passed"], ["failed", "passed"],
-                                    ["passed"]], strict=True):
+    for ref, outcomes in zip(
+        refs, [["failed", "failed", "passed"], ["failed", "passed"], ["passed"]], strict=True
+    ):
         for n, outcome in enumerate(outcomes, start=1):
             a = _attempt(AttemptKind.REFERENCE, n, outcome, reference=ref)
-            GateAttempt.objects.filter(pk=a.pk).update(score_overall=8.0 if outcome == "passed"
-                                                      else 5.0)
+            GateAttempt.objects.filter(pk=a.pk).update(
+                score_overall=8.0 if outcome == "passed" else 5.0
+            )
 
     # Money: 10 synthesizer calls at 0.039, 10 arbitrator calls at 0.01, 4 free planner calls.
     for _ in range(10):
-        ModelCall.objects.create(role="frame_synthesizer", provider="gemini",
-                                 model="gemini-2.5-flash-image", status=CallStatus.OK,
-                                 cost_usd=Decimal("0.039"), latency_ms=1000)
-        ModelCall.objects.create(role="arbitrator", provider="openai", model="gpt-4o",
-                                 status=CallStatus.OK, cost_usd=Decimal("0.01"), latency_ms=500)
+        ModelCall.objects.create(
+            role="frame_synthesizer",
+            provider="gemini",
+            model="gemini-2.5-flash-image",
+            status=CallStatus.OK,
+            cost_usd=Decimal("0.039"),
+            latency_ms=1000,
+        )
+        ModelCall.objects.create(
+            role="arbitrator",
+            provider="openai",
+            model="gpt-4o",
+            status=CallStatus.OK,
+            cost_usd=Decimal("0.01"),
+            latency_ms=500,
+        )
     for ms in (100, 200, 300, 400):
-        ModelCall.objects.create(role="planner", provider="sim", model="sim-text",
-                                 status=CallStatus.OK, cost_usd=Decimal(0), latency_ms=ms)
+        ModelCall.objects.create(
+            role="planner",
+            provider="sim",
+            model="sim-text",
+            status=CallStatus.OK,
+            cost_usd=Decimal(0),
+            latency_ms=ms,
+        )
 
     # HV1 votes on 4 decided items: [3,0], [2,1], [0,3], [2,1] (approve, reject).
     experts = [make_user(f"exp{k}") for k in range(3)]
-    for i, votes in enumerate([["approve"] * 3, ["approve", "reject", "approve"],
-                               ["reject"] * 3, ["reject", "approve", "approve"]]):
+    for i, votes in enumerate(
+        [
+            ["approve"] * 3,
+            ["approve", "reject", "approve"],
+            ["reject"] * 3,
+            ["reject", "approve", "approve"],
+        ]
+    ):
         _decided_item("hv1", 100 + i, votes, experts)
     return {"frames": frames, "chars": chars, "s": (s0, s1), "p": (p0, p1)}
 
@@ -245,8 +302,7 @@ def test_plots_are_cached_until_the_data_changes(
     plots.plot_png("kappa")
     assert drawn == ["kappa"]
     frame = dataset["frames"][10]
-    StatusChange.objects.create(model="frame", object_id=frame.pk, old="rendering",
-                                new="approved")
+    StatusChange.objects.create(model="frame", object_id=frame.pk, old="rendering", new="approved")
     plots.plot_png("kappa")
     assert drawn == ["kappa", "kappa"]
 
@@ -254,8 +310,13 @@ def test_plots_are_cached_until_the_data_changes(
 def _gate_approved_frame() -> Frame:
     batch = Batch.objects.create(kind=BatchKind.STORIES, requested=1)
     story = Story.objects.create(batch=batch, index=0, status=StoryStatus.APPROVED, genre="g")
-    return Frame.objects.create(story=story, index=0, frame_text="t",
-                                status=FrameStatus.APPROVED, approval_path=ApprovalPath.GATE)
+    return Frame.objects.create(
+        story=story,
+        index=0,
+        frame_text="t",
+        status=FrameStatus.APPROVED,
+        approval_path=ApprovalPath.GATE,
+    )
 
 
 def test_audit_samples_and_experts_decide(make_user: Any) -> None:
@@ -267,8 +328,12 @@ def test_audit_samples_and_experts_decide(make_user: Any) -> None:
     assert frame.audit == AuditStatus.PENDING
     item = ReviewItem.objects.get(stage="audit", subject_id=frame.pk)
     for k in range(2):
-        vote_cast(item_id=item.pk, expert=make_user(f"aud{k}"), choice="reject",
-                  idempotency_key=f"audit-{k}")
+        vote_cast(
+            item_id=item.pk,
+            expert=make_user(f"aud{k}"),
+            choice="reject",
+            idempotency_key=f"audit-{k}",
+        )
     frame.refresh_from_db()
     assert frame.audit == AuditStatus.REJECTED
     figures = stats.statistics_all()
