@@ -20,3 +20,8 @@ def _schedule_reconciler(sender: Celery, **_: object) -> None:
         sender.signature("synthesis.tasks.reconcile"),
         name="reconcile stuck work",
     )
+    sender.add_periodic_task(
+        settings.HILAPP_REVIEW_LEASE_S / 4,
+        sender.signature("review.tasks.expire_leases"),
+        name="return expired review leases",
+    )
