@@ -9,8 +9,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from review.models import ReviewItem
 
+from review.models import ReviewItem
 from synthesis.models import Character, GateAttempt, ModelCall
 from synthesis.services.characters import batch_launch_characters
 from synthesis.states import AttemptStatus, CallStatus, CharacterStatus
