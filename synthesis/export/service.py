@@ -53,13 +53,15 @@ def _dumps(value: Any) -> bytes:
 def _image_reader() -> Callable[[str], bytes]:
     """Read stored images; straight from disk when the storage is a local folder."""
     try:
-        default_storage.path("probe")
+        base = default_storage.path("")
     except NotImplementedError:
         return read_bytes
     path_of = default_storage.path
 
     def read(name: str) -> bytes:
-        with open(path_of(name), "rb") as handle:
+        # Names come from our own rows; anything unusual goes through the storage's safe join.
+        path = os.path.join(base, name) if not (name[:1] == "/" or ".." in name) else path_of(name)
+        with open(path, "rb") as handle:
             return handle.read()
 
     return read
@@ -265,7 +267,7 @@ def _write_frame(
         shard = writers.frame_shard(split).write(
             record.key, {"json": _dumps(meta), "png": image, "txt": record.text.encode()}
         )
-        shard_name = shard.relative_to(writers.root).as_posix()
+        shard_name = f"webdataset/{split}/{shard.name}"
     omni_image = ""
     if "omnigen2" in writers.formats:
         omni_image = f"images/frames/{record.key}.png"

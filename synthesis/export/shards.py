@@ -28,6 +28,41 @@ def sample_tar_bytes(members: Mapping[str, bytes], key: str) -> int:
     return sum(BLOCK + _padded(len(data)) for data in members.values())
 
 
+def _octal(value: int, width: int) -> bytes:
+    """A tar number field as ``tarfile`` writes it: zero-padded octal and a NUL."""
+    return b"%0*o\0" % (width - 1, value)
+
+
+# The constant part of every member header (POSIX ustar, as tarfile.USTAR_FORMAT writes it);
+# only the name, the size and the checksum change from member to member.
+_MODE, _OWNER = _octal(0o644, 8), _octal(0, 8)
+_MTIME = _octal(FIXED_MTIME, 12)
+# typeflag, linkname, magic + version, uname + gname, devmajor, devminor, prefix + padding.
+_TAIL = b"0" + b"\0" * 100 + b"ustar\x0000" + b"\0" * (64 + 16 + 167)
+_SPACES = b" " * 8
+_BASE_SUM = sum(_MODE + _OWNER + _OWNER + _MTIME + _SPACES + _TAIL)
+
+
+def member_header(name: bytes, size: int) -> bytes:
+    """The 512-byte ustar header of a regular file ``name`` (≤ 100 bytes) of ``size`` bytes."""
+    if len(name) > 100 or size >= 8**11:
+        raise ValueError(f"member {name!r} ({size} bytes) does not fit a ustar header")
+    size_field = _octal(size, 12)
+    checksum = _BASE_SUM + sum(name) + sum(size_field)
+    return b"".join(
+        (
+            name.ljust(100, b"\0"),
+            _MODE,
+            _OWNER,
+            _OWNER,
+            size_field,
+            _MTIME,
+            b"%06o\0 " % checksum,
+            _TAIL,
+        )
+    )
+
+
 def _closed_size(size: int) -> int:
     end = size + 2 * BLOCK
     return (end + RECORD - 1) // RECORD * RECORD
@@ -74,17 +109,14 @@ class ShardWriter:
             handle = None
         if handle is None:
             handle = self._open()
+        parts = []
         for ext, data in members.items():
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size = len(data)
-            info.mtime = FIXED_MTIME
-            info.mode = 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            pad = b"\0" * (_padded(len(data)) - len(data))
-            for chunk in (info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict"), data, pad):
-                handle.write(chunk)
-                self._hash.update(chunk)
+            parts.append(member_header(f"{key}.{ext}".encode(), len(data)))
+            parts.append(data)
+            parts.append(b"\0" * (_padded(len(data)) - len(data)))
+        blob = b"".join(parts)
+        handle.write(blob)
+        self._hash.update(blob)
         self._size += needed
         self._count += 1
         self.samples += 1
