@@ -428,6 +428,9 @@ def main() -> None:
             sys.exit("no CUDA device: run with --tiny for a CPU check")
         device, dtype = "cuda", torch.bfloat16
     torch.manual_seed(0)
+    # Build the random-weight models directly in the target dtype: a 20B transformer in float32
+    # would need twice the memory only to be cast down afterwards.
+    torch.set_default_dtype(dtype)
     gpu_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     print(
         f"torch {torch.__version__}, device {gpu_name}, "
