@@ -127,3 +127,16 @@ def plot(request: HttpRequest, name: str) -> HttpResponse:
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, max-age=30"
     return response
+
+
+@admin_only
+def frame_provenance(request: HttpRequest, pk: int) -> HttpResponse:
+    """A frame's whole history: prompts, attempts, verdicts, edits, models, costs, votes."""
+    from synthesis.models import Frame
+    from synthesis.services.provenance import frame_provenance as provenance
+
+    try:
+        history = provenance(frame_id=pk)
+    except Frame.DoesNotExist:
+        raise Http404(f"no frame {pk}") from None
+    return render(request, "synthesis/provenance.html", history)

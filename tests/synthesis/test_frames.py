@@ -318,3 +318,41 @@ def test_a_worker_step_that_finds_its_object_past_the_step_does_nothing(
     gate_run(frames_service.REFERENCE_GATE, frame.cast.first().pk)
     assert ModelCall.objects.count() == calls
     assert Frame.objects.get(pk=frame.pk).status == FrameStatus.APPROVED
+
+
+@pytest.mark.django_db
+def test_provenance_shows_the_whole_history_to_admins_only(
+    run_stories: Run, django_capture_on_commit_callbacks: Any, make_user: Any, client: Any
+) -> None:
+    from synthesis.services.provenance import frame_provenance
+
+    batch = run_stories(count=2, identity_drift=1.0, low_viescore=0.3)
+    set_faults(batch)
+    frame = frames_of(batch).first()
+    assert hv3(django_capture_on_commit_callbacks, frame, "regenerate")
+    history = frame_provenance(frame_id=frame.pk)
+    assert history["frame"]["status"] == FrameStatus.APPROVED
+    assert [a["number"] for a in history["attempts"]] == [1, 2, 3, 4]
+    assert [a["action"] for a in history["attempts"]][-1] == AttemptAction.HV3_REGENERATE
+    for attempt in history["attempts"]:
+        assert attempt["prompt_name"] == "frame_synthesis" and len(attempt["prompt_version"]) == 12
+        assert attempt["image_url"] and attempt["producer_model"] and attempt["judge_model"]
+        roles = {c["role"] for c in attempt["calls"]}
+        assert {"frame_synthesizer", "arbitrator"} <= roles
+        assert attempt["cost_usd"] > 0
+    assert history["attempts"][0]["report"]["error_scope"] == "global"
+    assert history["attempts"][1]["diagnostic"]  # APT
+    assert all(r["attempts"] for r in history["references"])
+    assert history["story"]["script_calls"][0]["prompt"] == "story_script"
+    assert [r["stage"] for r in history["reviews"]] == ["hv2", "hv3"]
+    assert any(c["new"] == "hard_failed" for c in history["changes"])
+    assert history["cost_usd"] > 0
+
+    url = f"/synthesis/frames/{frame.pk}/provenance/"
+    client.force_login(make_user("prov-expert"))
+    assert client.get(url).status_code == 403
+    client.force_login(make_user("prov-admin", role="admin"))
+    page = client.get(url)
+    assert page.status_code == 200
+    assert b"HV3 full regeneration" in page.content and b"frame_synthesis @" in page.content
+    assert client.get("/synthesis/frames/999999/provenance/").status_code == 404
