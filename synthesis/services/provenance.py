@@ -107,7 +107,7 @@ def frame_provenance(*, frame_id: int) -> dict[str, Any]:
     """Everything that led to this frame, oldest first. Raises ``Frame.DoesNotExist``."""
     frame = Frame.objects.select_related("story__batch").get(pk=frame_id)
     story = frame.story
-    references = []
+    references: list[dict[str, Any]] = []
     for fc in frame.cast.select_related("character").order_by("slot"):
         attempts = [_attempt(a) for a in fc.attempts.order_by("number")]
         references.append(
