@@ -20,6 +20,7 @@ import matplotlib.dates as mdates
 from django.core.cache import cache
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from synthesis.services.statistics import CACHE_SECONDS, statistics_all
 
@@ -47,6 +48,7 @@ def _bars(ax: Axes, dist: dict[str, int], xlabel: str, ylabel: str = "count") ->
         _empty(ax)
         return
     ax.bar(list(dist), list(dist.values()), color=COLOURS[0])
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
 
