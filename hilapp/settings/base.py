@@ -183,6 +183,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Approved characters, stories and frames; review; exports; batches.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Two apps name a status enum "Status"; give the review one its own component name.
+    "ENUM_NAME_OVERRIDES": {"ReviewItemStatusEnum": "review.models.ItemStatus"},
 }
 
 LOGGING = {

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -19,11 +20,19 @@ from synthesis.services.statistics import statistics_all
 class StatisticsViewSet(viewsets.ViewSet):
     permission_classes = [IsAdmin]
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(operation_id="statistics_list", responses={200: dict})
     def list(self, request: Request) -> Response:
         return Response(statistics_all())
 
-    @extend_schema(responses={200: dict, 404: dict})
+    @extend_schema(
+        operation_id="statistics_figure",
+        parameters=[
+            OpenApiParameter(
+                "id", OpenApiTypes.STR, OpenApiParameter.PATH, description="figure name"
+            )
+        ],
+        responses={200: dict, 404: dict},
+    )
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         figures = statistics_all()
         if pk not in figures or pk == "version":

@@ -68,6 +68,9 @@ def reconcile_stuck_work(*, limit: int = 1000) -> dict[str, int]:
                 rule.resend(pk)
         if pks:
             counts[rule.name] = len(pks)
+    from synthesis.services.batches import batches_cancel_stale_units
+
+    counts["cancelled_units"] = batches_cancel_stale_units()
     counts["abandoned_calls"] = _close_abandoned_calls(now)
     counts["batches_done"] = _finish_batches()
     return counts
@@ -96,6 +99,10 @@ def _finish_batches() -> int:
             finished_at=timezone.now(),
         ):
             done += 1
+    # A cancelled batch is finished once its in-flight units have come to rest.
+    for batch in Batch.objects.filter(status=BatchStatus.CANCELLED, finished_at__isnull=True):
+        if batch_is_finished(batch):
+            Batch.objects.filter(pk=batch.pk).update(finished_at=timezone.now())
     return done
 
 

@@ -1,4 +1,4 @@
-"""``manage.py launch_batch characters|stories --count N [--seed S] [--budget-usd X] [--wait]``."""
+"""``manage.py launch_batch characters|stories|frames --count N [--seed S] [--wait]``."""
 
 import json
 import time
@@ -8,16 +8,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from synthesis.models import Batch
-from synthesis.services.batches import LaunchError
+from synthesis.services.batches import LaunchError, batch_launch
 from synthesis.services.progress import batch_counts, batch_progress
-from synthesis.states import BatchStatus
+from synthesis.states import BatchKind, BatchStatus
 
 
 class Command(BaseCommand):
-    help = "Launch a batch of characters (Phase I) or stories (Phase II)."
+    help = "Launch a batch of characters (Phase I), stories (Phase II) or frame synthesis (III)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("kind", choices=["characters", "stories"])
+        parser.add_argument("kind", choices=[k.value for k in BatchKind])
         parser.add_argument("--count", required=True, help="how many units to make")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--budget-usd", default=None, help="stop before spending more")
@@ -56,20 +56,15 @@ class Command(BaseCommand):
             self._wait(batch, timeout=options["timeout"])
 
     def _launch(self, options: dict[str, Any], params: dict[str, Any]) -> Batch:
-        common = {
-            "count": options["count"],
-            "seed": options["seed"],
-            "budget_usd": options["budget_usd"],
-        }
-        if options["kind"] == "characters":
-            from synthesis.services.characters import batch_launch_characters
-
-            return batch_launch_characters(params=params, **common)
-        from synthesis.services.stories import batch_launch_stories
-
         if options["genre"]:
             params["genres"] = options["genre"]
-        return batch_launch_stories(params=params, **common)
+        return batch_launch(
+            kind=options["kind"],
+            count=options["count"],
+            seed=options["seed"],
+            budget_usd=options["budget_usd"],
+            params=params,
+        )
 
     def _wait(self, batch: Batch, *, timeout: float) -> None:
         started = time.monotonic()
