@@ -117,6 +117,8 @@ class Character(TimeStamped, Leased):
 
 
 class Story(TimeStamped, Leased):
+    """A story script over 1–5 locked characters, then its frames (Phase II and III)."""
+
     batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="stories")
     index = models.PositiveIntegerField()
     status = models.CharField(
@@ -129,6 +131,10 @@ class Story(TimeStamped, Leased):
     repairs = models.PositiveSmallIntegerField(default=0)
     validation_errors = models.JSONField(default=list, blank=True)
     planner_model = models.CharField(max_length=96, blank=True)
+    # The frame-synthesis run that renders it (None: Phase III started with its story batch).
+    frames_batch = models.ForeignKey(
+        Batch, null=True, blank=True, on_delete=models.PROTECT, related_name="frame_stories"
+    )
     reason = models.TextField(blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
@@ -141,6 +147,11 @@ class Story(TimeStamped, Leased):
 
     def __str__(self) -> str:
         return f"Story {self.pk} {self.title}".strip()
+
+    @property
+    def phase3_batch(self) -> Batch:
+        """The batch whose budget, overrides and status govern this story's frames."""
+        return self.frames_batch or self.batch
 
 
 class StoryCast(models.Model):

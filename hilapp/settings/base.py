@@ -204,6 +204,9 @@ HILAPP_SCRIPT_MAX_REPAIRS = env_int("HILAPP_SCRIPT_MAX_REPAIRS", 2, minimum=0)
 HILAPP_STORY_MIN_FRAMES = env_int("HILAPP_STORY_MIN_FRAMES", 7, minimum=1)
 HILAPP_STORY_MAX_FRAMES = env_int("HILAPP_STORY_MAX_FRAMES", 12, minimum=1)
 # How often a provider call whose answer cannot be parsed is asked again before it fails.
+# On: Phase III starts as soon as HV2 approves a story. Off: approved stories wait for an admin
+# to launch a frame-synthesis run (its own budget and provider mix).
+HILAPP_PHASE3_AUTOSTART = env_bool("HILAPP_PHASE3_AUTOSTART", True)
 HILAPP_PARSE_RETRIES = env_int("HILAPP_PARSE_RETRIES", 2, minimum=0)
 HILAPP_TRANSIENT_RETRIES = env_int("HILAPP_TRANSIENT_RETRIES", 4, minimum=0)
 HILAPP_RETRY_BASE_S = env_float("HILAPP_RETRY_BASE_S", 1.0, minimum=0)

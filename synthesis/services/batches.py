@@ -108,7 +108,7 @@ def batch_launch(
     if kind == BatchKind.STORIES:
         launcher = _launcher("synthesis.services.stories", "batch_launch_stories")
     elif kind == BatchKind.FRAMES:
-        launcher = _launcher("synthesis.services.frames", "batch_launch_frames")
+        launcher = _launcher("synthesis.services.frame_runs", "batch_launch_frames")
     else:
         raise LaunchError(f"kind must be one of {list(BatchKind.values)}, not {kind!r}")
     batch: Batch = launcher(**common)

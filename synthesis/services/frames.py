@@ -65,7 +65,7 @@ HV3_CHOICES = ("correct", "regenerate", "discard")
 
 def frame_context(frame: Frame, attempt_id: int | None = None, subject: str = "") -> CallContext:
     return CallContext.for_batch(
-        frame.story.batch, subject=subject or f"frame:{frame.pk}", attempt_id=attempt_id
+        frame.story.phase3_batch, subject=subject or f"frame:{frame.pk}", attempt_id=attempt_id
     )
 
 
@@ -139,9 +139,9 @@ class ReferenceGate(GatePolicy):
     subject_field = "reference"
 
     def load(self, subject_id: int) -> FrameCharacter:
-        return FrameCharacter.objects.select_related("character", "frame__story__batch").get(
-            pk=subject_id
-        )
+        return FrameCharacter.objects.select_related(
+            "character", "frame__story__batch", "frame__story__frames_batch"
+        ).get(pk=subject_id)
 
     def is_active(self, subject: FrameCharacter) -> bool:
         return subject.reference_status == ReferenceStatus.EDITING
@@ -260,8 +260,8 @@ def frame_references_advance(*, frame_id: int) -> bool:
 
     Runs after the commit of each approved reference, so the last one to commit sees them all.
     """
-    frame = Frame.objects.select_related("story__batch").get(pk=frame_id)
-    if frame.status != FrameStatus.REFERENCES or not batch_accepts_work(frame.story.batch):
+    frame = Frame.objects.select_related("story__batch", "story__frames_batch").get(pk=frame_id)
+    if frame.status != FrameStatus.REFERENCES or not batch_accepts_work(frame.story.phase3_batch):
         return False
     cast = frame_cast(frame)
     for fc in cast:
@@ -315,7 +315,9 @@ class FrameGate(GatePolicy):
     subject_field = "frame"
 
     def load(self, subject_id: int) -> Frame:
-        return Frame.objects.select_related("story__batch").get(pk=subject_id)
+        return Frame.objects.select_related("story__batch", "story__frames_batch").get(
+            pk=subject_id
+        )
 
     def is_active(self, subject: Frame) -> bool:
         return subject.status == FrameStatus.RENDERING
@@ -483,7 +485,11 @@ def frame_apply_hv3(
     """
     if choice not in HV3_CHOICES:
         raise ValueError(f"unknown HV3 choice {choice!r} (one of {', '.join(HV3_CHOICES)})")
-    frame = Frame.objects.select_related("story__batch").filter(pk=frame_id).first()
+    frame = (
+        Frame.objects.select_related("story__batch", "story__frames_batch")
+        .filter(pk=frame_id)
+        .first()
+    )
     if frame is None or frame.status != FrameStatus.HARD_FAILED:
         return False
     reason = reason or f"HV3 {choice}"

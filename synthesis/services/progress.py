@@ -39,7 +39,7 @@ UNITS: dict[str, UnitKind] = {
         Story, "batch", (StoryStatus.SCRIPTING, StoryStatus.APPROVED), (StoryStatus.PENDING_HV2,)
     ),
     BatchKind.FRAMES: UnitKind(
-        Frame, "story__batch", (FrameStatus.REFERENCES, FrameStatus.RENDERING)
+        Frame, "story__frames_batch", (FrameStatus.REFERENCES, FrameStatus.RENDERING)
     ),
 }
 

@@ -331,10 +331,17 @@ def story_apply_review(*, story_id: int, approved: bool, reason: str = "") -> bo
             reason=reason or ("HV2 approved" if approved else "HV2 rejected"),
             actor="hv2",
         )
-        if moved and approved:
-            frame_ids = _frames_create(Story.objects.get(pk=story_id))
-            dispatch.frame_references(frame_ids)
+        if moved and approved and settings.HILAPP_PHASE3_AUTOSTART:
+            story_frames_start(Story.objects.get(pk=story_id))
     return moved
+
+
+def story_frames_start(story: Story) -> list[int]:
+    """Create the approved story's frames with their control signals and start their
+    references (inside the caller's transaction; messages go after commit)."""
+    frame_ids = _frames_create(story)
+    dispatch.frame_references(frame_ids)
+    return frame_ids
 
 
 def _frames_create(story: Story) -> list[int]:
