@@ -248,9 +248,7 @@ HILAPP_ROLE_OVERRIDES = {
 # The offline simulator: fault rates as "kind=rate,..." (kinds: synthesis.providers.sim.FAULTS).
 HILAPP_SIM_FAULTS = env_str("HILAPP_SIM_FAULTS") or ""
 HILAPP_SIM_LATENCY_MS = env_float("HILAPP_SIM_LATENCY_MS", 0.0, minimum=0)
-HILAPP_SIM_JUDGE_ERROR = env_float("HILAPP_SIM_JUDGE_ERROR", 0.0, minimum=0, maximum=1)
 HILAPP_PRICE_OVERRIDES = env_str("HILAPP_PRICES") or ""
-HILAPP_DEMO_MODE = env_choice("HILAPP_DEMO_MODE", "off", {"off", "on"})
 
 # >>> Provider limits and local GPU models (issue 5: synthesis/providers/limits.py, diffusers.py)
 # Requests/tokens per minute per provider, shared by all workers via HILAPP_REDIS_URL, e.g.
