@@ -15,7 +15,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 from hilapp.settings.env import (
     env_bool,
-    env_choice,
     env_float,
     env_int,
     env_list,
