@@ -11,8 +11,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 
-from synthesis.models import Batch, Story
+from synthesis.models import Batch, Frame, Story
 from synthesis.services.batches import (
     LaunchError,
     clean_budget,
@@ -25,9 +26,13 @@ from synthesis.states import BatchKind, StoryStatus
 
 def stories_waiting_for_frames() -> Any:
     """HV2-approved stories whose frames have not been created, oldest first."""
-    return Story.objects.filter(
-        status=StoryStatus.APPROVED, frames_batch__isnull=True, frames__isnull=True
-    ).order_by("id")
+    # NOT EXISTS rather than a join: PostgreSQL refuses FOR UPDATE on an outer join's null side.
+    has_frames = Exists(Frame.objects.filter(story=OuterRef("pk")))
+    return (
+        Story.objects.filter(status=StoryStatus.APPROVED, frames_batch__isnull=True)
+        .filter(~has_frames)
+        .order_by("id")
+    )
 
 
 def batch_launch_frames(
