@@ -1,0 +1,323 @@
+"""Votes: cast one, and when a choice reaches its second vote, decide the item and apply it.
+
+``vote_cast`` is one short transaction that locks the item row (``SELECT … FOR UPDATE``; on SQLite
+the IMMEDIATE transactions serialize writers) and re-reads the item's votes, so concurrent
+experts never vote twice and never decide an item twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from hilapp.imaging import ImageRejected, validate_image_upload
+from review.corrections import correction_store
+from review.handlers import Decision, apply_decision
+from review.models import (
+    EventKind,
+    ItemStatus,
+    LeaseStatus,
+    ReviewDecision,
+    ReviewEvent,
+    ReviewItem,
+    ReviewLease,
+    Vote,
+)
+from review.queue import leases_expire_stale
+from review.stages import Choice, choices_for, open_seats, winning_choice
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_KEY_MAX = 80
+COMMENT_MAX = 4000
+
+
+class VoteRefused(Exception):
+    """A vote (or lease) the rules do not allow; ``message`` is meant for the expert.
+
+    ``code`` says why: ``not_found``, ``invalid`` (bad input, HTTP 400), ``decided``,
+    ``already_voted``, ``no_seat``, ``idempotency_conflict`` (HTTP 409).
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class VoteOutcome:
+    item_id: int
+    vote_id: int
+    choice: str
+    # Whether this vote decided the item, and what the decision was.
+    decided: bool
+    decision_choice: str | None
+    # True when this was a retried submit (same idempotency key): nothing new was recorded.
+    replayed: bool
+
+
+def _replay(key: str, expert: Any, item_id: int) -> VoteOutcome | None:
+    vote = Vote.objects.filter(idempotency_key=key).first()
+    if vote is None:
+        return None
+    if vote.expert_id != expert.pk or vote.item_id != item_id:
+        raise VoteRefused(
+            "This idempotency key was already used for another vote; send a new key.",
+            code="idempotency_conflict",
+        )
+    decision = ReviewDecision.objects.filter(item_id=item_id).first()
+    decided = decision is not None and decision.deciding_vote_id == vote.pk
+    return VoteOutcome(
+        item_id=item_id,
+        vote_id=vote.pk,
+        choice=vote.choice,
+        decided=decided,
+        decision_choice=decision.choice if decided and decision else None,
+        replayed=True,
+    )
+
+
+def vote_cast(
+    *,
+    item_id: int,
+    expert: Any,
+    choice: str,
+    comment: str = "",
+    idempotency_key: str,
+    image: bytes | None = None,
+    instruction: str = "",
+) -> VoteOutcome:
+    """Record ``expert``'s vote on an open item; the vote that gives a choice its second vote
+    decides the item and applies the decision, all in this one transaction.
+
+    A retried submit (same ``idempotency_key``) returns the first outcome and records nothing.
+    Raises ``VoteRefused`` for anything the rules do not allow.
+    """
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX:
+        raise VoteRefused(
+            f"An idempotency_key of 1 to {IDEMPOTENCY_KEY_MAX} characters is required.",
+            code="invalid",
+        )
+    comment = (comment or "").strip()
+    instruction = (instruction or "").strip()
+    if len(comment) > COMMENT_MAX:
+        raise VoteRefused(f"The comment is over {COMMENT_MAX} characters.", code="invalid")
+    if image:
+        # Decoding is slow: do it before the item row is locked.
+        try:
+            validate_image_upload(image)
+        except ImageRejected as exc:
+            raise VoteRefused(f"The corrected image was refused: {exc}", code="invalid") from exc
+    try:
+        return _vote_record(
+            item_id=item_id,
+            expert=expert,
+            choice=choice,
+            comment=comment,
+            key=key,
+            image=image,
+            instruction=instruction,
+        )
+    except IntegrityError as exc:
+        # A concurrent submit with the same key won the race, or the key was used elsewhere.
+        logger.info("review: vote on %s by %s hit %s", item_id, expert.pk, exc)
+        replay = _replay(key, expert, item_id)
+        if replay is not None:
+            return replay
+        raise VoteRefused("You have already voted on this item.", code="already_voted") from None
+
+
+def _check_choice(*, stage: str, choice: str, image: bytes | None, instruction: str) -> None:
+    allowed = choices_for(stage)
+    if choice not in allowed:
+        raise VoteRefused(
+            f"{choice!r} is not a choice of {stage}; choose one of: {', '.join(allowed)}.",
+            code="invalid",
+        )
+    if choice == Choice.CORRECT:
+        if not image and not instruction:
+            raise VoteRefused(
+                "A manual correction needs a corrected image or an edit instruction.",
+                code="invalid",
+            )
+    elif image or instruction:
+        raise VoteRefused(
+            "An image or an edit instruction goes only with a manual correction.", code="invalid"
+        )
+
+
+def _vote_record(
+    *,
+    item_id: int,
+    expert: Any,
+    choice: str,
+    comment: str,
+    key: str,
+    image: bytes | None,
+    instruction: str,
+) -> VoteOutcome:
+    with transaction.atomic():
+        item = ReviewItem.objects.select_for_update().filter(pk=item_id).first()
+        if item is None:
+            raise VoteRefused(f"There is no review item {item_id}.", code="not_found")
+        # The item's votes (at most four) answer "retry?", "voted already?" and the tally.
+        votes = list(
+            Vote.objects.filter(item=item)
+            .order_by("pk")
+            .values_list("pk", "expert_id", "choice", "idempotency_key")
+        )
+        mine = next((v for v in votes if v[1] == expert.pk), None)
+        if mine is not None:
+            if mine[3] == key:
+                replay = _replay(key, expert, item_id)
+                assert replay is not None
+                return replay
+            raise VoteRefused("You have already voted on this item.", code="already_voted")
+        if item.status != ItemStatus.OPEN:
+            raise VoteRefused(
+                f"This item was already decided ({item.decided_choice}); your vote was not "
+                "counted.",
+                code="decided",
+            )
+        _check_choice(stage=item.stage, choice=choice, image=image, instruction=instruction)
+        now = timezone.now()
+        leases_expire_stale(item, now)
+        holds_seat = bool(
+            ReviewLease.objects.filter(item=item, expert=expert, status=LeaseStatus.ACTIVE).update(
+                status=LeaseStatus.VOTED, ended_at=now
+            )
+        )
+        if holds_seat:
+            item.leases_active -= 1
+            if item.leases_active == 0:
+                item.lease_expires_min = None
+        elif item.leases_active >= open_seats(item.votes_count):
+            raise VoteRefused(
+                "Other experts hold every seat on this item; take the next item from the queue.",
+                code="no_seat",
+            )
+        image_name = correction_store(image) if image else ""
+        vote = Vote.objects.create(
+            item=item,
+            expert=expert,
+            stage=item.stage,
+            choice=choice,
+            comment=comment,
+            idempotency_key=key,
+            image_name=image_name,
+            instruction=instruction,
+        )
+        item.votes_count += 1
+        ReviewEvent.objects.create(
+            item=item,
+            expert=expert,
+            kind=EventKind.VOTE,
+            choice=choice,
+            comment=comment,
+            data={"vote_id": vote.pk, "image_name": image_name, "instruction": instruction},
+        )
+        tally: dict[str, int] = {}
+        for c in [v[2] for v in votes] + [choice]:
+            tally[c] = tally.get(c, 0) + 1
+        winner = winning_choice(tally)
+        if winner is None:
+            # lease_expires_min may now be earlier than the earliest active lease: harmless,
+            # the queue then re-checks the item and refreshes it.
+            item.save(update_fields=["votes_count", "leases_active", "lease_expires_min"])
+        else:
+            _decide(item, winner, vote, now)
+        return VoteOutcome(
+            item_id=item.pk,
+            vote_id=vote.pk,
+            choice=choice,
+            decided=winner is not None,
+            decision_choice=winner,
+            replayed=False,
+        )
+
+
+def _decide(item: ReviewItem, winner: str, deciding: Vote, now: datetime) -> None:
+    """Close the locked item with ``winner`` and apply the decision (same transaction)."""
+    votes = list(Vote.objects.filter(item=item).order_by("pk"))
+    # The deciding vote's correction first, then the earlier one that agreed with it.
+    agreeing = sorted((v for v in votes if v.choice == winner), key=lambda v: v.pk != deciding.pk)
+    image_name = next((v.image_name for v in agreeing if v.image_name), "")
+    instruction = next((v.instruction for v in agreeing if v.instruction), "")
+    summary = "\n".join(f"[{v.choice}] {v.comment}" for v in votes if v.comment)
+    others = list(
+        ReviewLease.objects.filter(item=item, status=LeaseStatus.ACTIVE).values_list(
+            "pk", "expert_id"
+        )
+    )
+    if others:
+        ReviewLease.objects.filter(pk__in=[pk for pk, _ in others]).update(
+            status=LeaseStatus.RELEASED, ended_at=now
+        )
+    changed = ReviewItem.objects.filter(pk=item.pk, status=ItemStatus.OPEN).update(
+        status=ItemStatus.DECIDED,
+        decided_choice=winner,
+        decided_at=now,
+        votes_count=item.votes_count,
+        leases_active=0,
+        lease_expires_min=None,
+    )
+    if changed != 1:  # impossible under the row lock; refuse rather than decide twice
+        raise VoteRefused("This item was decided by someone else.", code="decided")
+    item.status = ItemStatus.DECIDED
+    item.decided_choice = winner
+    item.decided_at = now
+    item.leases_active = 0
+    item.lease_expires_min = None
+    ReviewDecision.objects.create(
+        item=item,
+        stage=item.stage,
+        subject_id=item.subject_id,
+        choice=winner,
+        deciding_vote=deciding,
+        comment_summary=summary,
+        image_name=image_name,
+        instruction=instruction,
+    )
+    ReviewEvent.objects.bulk_create(
+        [
+            *(
+                ReviewEvent(
+                    item=item,
+                    expert_id=expert_id,
+                    kind=EventKind.LEASE_RELEASED,
+                    data={"reason": "decided"},
+                )
+                for _, expert_id in others
+            ),
+            ReviewEvent(
+                item=item,
+                kind=EventKind.DECISION,
+                choice=winner,
+                comment=summary,
+                data={
+                    "deciding_vote_id": deciding.pk,
+                    "votes": {str(v.pk): v.choice for v in votes},
+                    "image_name": image_name,
+                    "instruction": instruction,
+                },
+            ),
+        ]
+    )
+    apply_decision(
+        Decision(
+            item_id=item.pk,
+            stage=item.stage,
+            subject_id=item.subject_id,
+            choice=winner,
+            comment_summary=summary,
+            image_name=image_name or None,
+            instruction=instruction,
+        )
+    )
