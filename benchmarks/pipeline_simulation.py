@@ -65,7 +65,7 @@ def _params(faults: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from synthesis.models import Batch, Character, Frame, FrameCharacter, GateAttempt, ModelCall
     from synthesis.services.characters import batch_launch_characters, character_apply_review
-    from synthesis.services.frames import frame_apply_hv3
+    from synthesis.services.hv3 import frame_apply_hv3
     from synthesis.services.stories import batch_launch_stories, story_apply_review
     from synthesis.states import CharacterStatus, FrameStatus, StoryStatus
 

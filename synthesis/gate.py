@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from synthesis.models import GateAttempt
@@ -118,6 +118,17 @@ def attempts_of(policy: GatePolicy, subject_id: int) -> models.QuerySet[GateAtte
     return GateAttempt.objects.filter(
         kind=policy.kind, **{f"{policy.subject_field}_id": subject_id}
     )
+
+
+def attempt_prompt(attempt: GateAttempt) -> RenderedPrompt:
+    """The prompt an attempt was opened with."""
+    return RenderedPrompt(attempt.prompt_name, attempt.prompt_version, attempt.prompt_text)
+
+
+def attempt_next_number(policy: GatePolicy, subject_id: int) -> int:
+    """The number after the subject's last attempt in any round (attempt numbers never reset)."""
+    last = attempts_of(policy, subject_id).aggregate(n=Max("number"))["n"]
+    return int(last or 0) + 1
 
 
 def attempt_open(

@@ -42,7 +42,7 @@ def apply_hv2(decision: Decision) -> None:
 
 
 def apply_hv3(decision: Decision) -> None:
-    from synthesis.services.frames import frame_apply_hv3  # type: ignore[import-not-found,unused-ignore]
+    from synthesis.services.hv3 import frame_apply_hv3  # type: ignore[import-not-found,unused-ignore]
 
     frame_apply_hv3(
         frame_id=decision.subject_id,

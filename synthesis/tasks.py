@@ -25,9 +25,13 @@ def policy_for(kind: AttemptKind) -> GatePolicy:
         from synthesis.services.characters import CHARACTER_GATE
 
         return CHARACTER_GATE
-    from synthesis.services import frames  # Phase III gates
+    if kind == AttemptKind.REFERENCE:
+        from synthesis.services.references import REFERENCE_GATE
 
-    return frames.REFERENCE_GATE if kind == AttemptKind.REFERENCE else frames.FRAME_GATE
+        return REFERENCE_GATE
+    from synthesis.services.frames import FRAME_GATE
+
+    return FRAME_GATE
 
 
 def _retry_transient(task: Task, exc: ProviderError) -> None:
@@ -81,7 +85,7 @@ def story_script(self: Task, story_id: int) -> None:
 
 @shared_task(bind=True, name="synthesis.tasks.frame_references")
 def frame_references(self: Task, frame_id: int) -> None:
-    from synthesis.services.frames import frame_references_advance
+    from synthesis.services.references import frame_references_advance
 
     try:
         frame_references_advance(frame_id=frame_id)

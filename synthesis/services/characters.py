@@ -18,7 +18,7 @@ from hilapp.imaging import from_png, standardize_template, to_png
 from review.services import review_item_open
 from synthesis import dispatch
 from synthesis.artifacts import read_bytes
-from synthesis.gate import GatePolicy, Judgement, Produced, Retry, attempt_open
+from synthesis.gate import GatePolicy, Judgement, Produced, Retry, attempt_open, attempt_prompt
 from synthesis.models import Batch, Character, GateAttempt
 from synthesis.prompts import render_prompt
 from synthesis.providers.base import ErrorKind, ImageRequest, ProviderError, Role, TextRequest
@@ -222,7 +222,7 @@ class CharacterGate(GatePolicy):
         size = settings.HILAPP_TEMPLATE_SIZE
         request = ImageRequest(
             role=Role.CHARACTER_RENDERER,
-            prompt=_prompt_of(attempt),
+            prompt=attempt_prompt(attempt),
             size=(size, size),
             seed_key=seed_key(subject, f"template:{attempt.number}"),
             subject={"figure": figure_of(subject)},
@@ -299,12 +299,6 @@ class CharacterGate(GatePolicy):
 
 
 CHARACTER_GATE = CharacterGate()
-
-
-def _prompt_of(attempt: GateAttempt) -> Any:
-    from synthesis.prompts import RenderedPrompt
-
-    return RenderedPrompt(attempt.prompt_name, attempt.prompt_version, attempt.prompt_text)
 
 
 def _standardized(png: bytes, size: int) -> bytes:

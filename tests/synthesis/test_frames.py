@@ -19,7 +19,9 @@ from synthesis.artifacts import read_bytes, save_png
 from synthesis.models import Batch, Frame, FrameCharacter, GateAttempt, ModelCall, Story
 from synthesis.providers.sim_drawing import Figure, draw_template
 from synthesis.services import frames as frames_service
-from synthesis.services.frames import frame_apply_hv3
+from synthesis.services.frames import FRAME_GATE
+from synthesis.services.hv3 import frame_apply_hv3
+from synthesis.services.references import REFERENCE_GATE, frame_references_advance
 from synthesis.services.stories import batch_launch_stories, story_apply_review
 from synthesis.states import (
     ApprovalPath,
@@ -310,12 +312,12 @@ def test_a_worker_step_that_finds_its_object_past_the_step_does_nothing(
     batch = run_stories(count=1)
     frame = frames_of(batch).first()
     calls = ModelCall.objects.count()
-    assert frames_service.frame_references_advance(frame_id=frame.pk) is False
+    assert frame_references_advance(frame_id=frame.pk) is False
     assert not frame_apply_hv3(frame_id=frame.pk, choice="discard", reason="late")
     from synthesis.gate import gate_run
 
-    gate_run(frames_service.FRAME_GATE, frame.pk)
-    gate_run(frames_service.REFERENCE_GATE, frame.cast.first().pk)
+    gate_run(FRAME_GATE, frame.pk)
+    gate_run(REFERENCE_GATE, frame.cast.first().pk)
     assert ModelCall.objects.count() == calls
     assert Frame.objects.get(pk=frame.pk).status == FrameStatus.APPROVED
 
