@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ class Command(BaseCommand):
                     "seed": opts["seed"],
                 }
             )
-            bar = tqdm(unit="frame", disable=opts["no_progress"], file=self.stderr._out)
+            bar = tqdm(unit="frame", disable=bool(opts["no_progress"]), file=sys.stderr)
 
             def progress(done: int, total: int) -> None:
                 bar.total = total
