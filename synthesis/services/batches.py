@@ -67,6 +67,13 @@ def clean_common_params(params: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+def clean_launch(
+    *, count: Any, budget_usd: Any, params: dict[str, Any] | None
+) -> tuple[int, Decimal | None, dict[str, Any]]:
+    """The parameters every launcher checks first: (count, budget, cleaned params)."""
+    return clean_count(count), clean_budget(budget_usd), clean_common_params(params or {})
+
+
 def batch_accepts_work(batch: Batch) -> bool:
     """New units of work start only in a running batch (paused: later; cancelled: never)."""
     return batch.status == BatchStatus.RUNNING

@@ -27,9 +27,7 @@ from synthesis.schemas import CharacterConcept
 from synthesis.services.batches import (
     LaunchError,
     batch_accepts_work,
-    clean_budget,
-    clean_common_params,
-    clean_count,
+    clean_launch,
 )
 from synthesis.services.judging import viescore_judge
 from synthesis.states import (
@@ -52,9 +50,7 @@ def batch_launch_characters(
     created_by: Any = None,
 ) -> Batch:
     """Create a character batch and its drafts in one transaction; drafting starts on commit."""
-    count = clean_count(count)
-    budget = clean_budget(budget_usd)
-    cleaned = clean_common_params(params or {})
+    count, budget, cleaned = clean_launch(count=count, budget_usd=budget_usd, params=params)
     taxonomy = load_taxonomy()
     subject_filter = set(cleaned.get("subject_categories") or [])
     profession_filter = set(cleaned.get("profession_categories") or [])
@@ -205,6 +201,18 @@ def figure_of(character: Character, **extra: Any) -> dict[str, Any]:
     }
 
 
+def _judged_template(attempt: GateAttempt) -> dict[str, Any]:
+    """What the character keeps of its judged template attempt, passed or not."""
+    return {
+        "template": attempt.image,
+        "renderer_model": attempt.producer_model,
+        "judge_model": attempt.judge_model,
+        "viescore_sc": attempt.score_sc,
+        "viescore_pq": attempt.score_pq,
+        "viescore_overall": attempt.score_overall,
+    }
+
+
 class CharacterGate(GatePolicy):
     kind = AttemptKind.CHARACTER
     subject_field = "character"
@@ -251,12 +259,7 @@ class CharacterGate(GatePolicy):
             old=CharacterStatus.RENDERING,
             new=CharacterStatus.PENDING_HV1,
             reason=f"VIEScore {attempt.score_overall}",
-            template=attempt.image,
-            renderer_model=attempt.producer_model,
-            judge_model=attempt.judge_model,
-            viescore_sc=attempt.score_sc,
-            viescore_pq=attempt.score_pq,
-            viescore_overall=attempt.score_overall,
+            **_judged_template(attempt),
         )
         if moved:
             review_item_open(
@@ -280,12 +283,7 @@ class CharacterGate(GatePolicy):
             old=CharacterStatus.RENDERING,
             new=CharacterStatus.DISCARDED,
             reason=reason,
-            template=attempt.image,
-            renderer_model=attempt.producer_model,
-            judge_model=attempt.judge_model,
-            viescore_sc=attempt.score_sc,
-            viescore_pq=attempt.score_pq,
-            viescore_overall=attempt.score_overall,
+            **_judged_template(attempt),
         )
 
     def on_error(self, subject: Character, attempt: GateAttempt, error: ProviderError) -> None:

@@ -16,9 +16,7 @@ from django.db.models import Exists, OuterRef
 from synthesis.models import Batch, Frame, Story
 from synthesis.services.batches import (
     LaunchError,
-    clean_budget,
-    clean_common_params,
-    clean_count,
+    clean_launch,
 )
 from synthesis.services.stories import story_frames_start
 from synthesis.states import BatchKind, StoryStatus
@@ -44,9 +42,7 @@ def batch_launch_frames(
     created_by: Any = None,
 ) -> Batch:
     """Take up to ``count`` waiting stories into a new run and start their frames."""
-    count = clean_count(count)
-    budget = clean_budget(budget_usd)
-    cleaned = clean_common_params(params or {})
+    count, budget, cleaned = clean_launch(count=count, budget_usd=budget_usd, params=params)
     with transaction.atomic():
         # Lock the candidates so that two runs launched at once never take the same story.
         stories = list(stories_waiting_for_frames().select_for_update(skip_locked=True)[:count])

@@ -29,9 +29,7 @@ from synthesis.schemas import StoryScript
 from synthesis.services.batches import (
     LaunchError,
     batch_accepts_work,
-    clean_budget,
-    clean_common_params,
-    clean_count,
+    clean_launch,
 )
 from synthesis.services.scripts import script_validate
 from synthesis.states import BatchKind, BatchStatus, CharacterStatus, FrameStatus, StoryStatus
@@ -69,9 +67,7 @@ def batch_launch_stories(
     (default the HILAPP_STORY_* settings), ``max_cast`` (1..5, default 5: story sizes cycle
     through 1..max_cast so that they come out balanced), plus the common ``roles``/``sim``.
     """
-    count = clean_count(count)
-    budget = clean_budget(budget_usd)
-    cleaned = clean_common_params(params or {})
+    count, budget, cleaned = clean_launch(count=count, budget_usd=budget_usd, params=params)
     cleaned["genres"] = _clean_genres(cleaned.get("genres"))
     cleaned["min_frames"], cleaned["max_frames"] = _clean_frame_range(cleaned)
     cleaned["max_cast"] = max_cast = _clean_int(
