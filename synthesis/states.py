@@ -146,7 +146,11 @@ TRANSITIONS: dict[type[models.TextChoices], dict[str, frozenset[str]]] = {
     },
     ExportStatus: {
         ExportStatus.QUEUED: frozenset({ExportStatus.RUNNING, ExportStatus.FAILED}),
-        ExportStatus.RUNNING: frozenset({ExportStatus.DONE, ExportStatus.FAILED}),
+        # A running export whose worker died goes back to the queue (it writes to a temporary
+        # folder and renames at the end, so running it again is safe).
+        ExportStatus.RUNNING: frozenset(
+            {ExportStatus.DONE, ExportStatus.FAILED, ExportStatus.QUEUED}
+        ),
     },
     BatchStatus: {
         _B.RUNNING: frozenset({_B.PAUSED, _B.CANCELLED, _B.DONE}),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ def export_job_run(*, job_id: int) -> None:
         old=ExportStatus.QUEUED,
         new=ExportStatus.RUNNING,
         reason="worker picked it up",
+        updated_at=timezone.now(),  # the heartbeat the reconciler watches
     ):
         log.info("export %s is %s already; nothing to do", job.pk, job.status)
         return
@@ -71,7 +73,9 @@ def export_job_run(*, job_id: int) -> None:
         now = time.monotonic()
         if now - last >= PROGRESS_SECONDS or done == total:
             last = now
-            ExportJob.objects.filter(pk=job.pk).update(done=done, total=total)
+            ExportJob.objects.filter(pk=job.pk).update(
+                done=done, total=total, updated_at=timezone.now()
+            )
 
     try:
         Path(job.out_dir).parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +116,27 @@ def export_job_run(*, job_id: int) -> None:
         total=counts["frames"],
         finished_at=timezone.now(),
     )
+
+
+def export_jobs_requeue_stalled(*, stalled_after_s: float) -> int:
+    """For the reconciler: a running job without progress for a while lost its worker; queue
+    it again (its partial folder is discarded by the next run)."""
+    cutoff = timezone.now() - timedelta(seconds=stalled_after_s)
+    requeued = 0
+    for pk in ExportJob.objects.filter(
+        status=ExportStatus.RUNNING, updated_at__lt=cutoff
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            if transition(
+                ExportJob,
+                pk,
+                old=ExportStatus.RUNNING,
+                new=ExportStatus.QUEUED,
+                reason=f"no progress for {stalled_after_s:.0f}s: its worker stopped",
+            ):
+                send_on_commit(EXPORT_TASK, [pk])
+                requeued += 1
+    return requeued
 
 
 def export_latest_splits() -> dict[int, str]:

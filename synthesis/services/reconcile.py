@@ -72,6 +72,11 @@ def reconcile_stuck_work(*, limit: int = 1000) -> dict[str, int]:
 
     counts["cancelled_units"] = batches_cancel_stale_units()
     counts["abandoned_calls"] = _close_abandoned_calls(now)
+    from synthesis.export.jobs import export_jobs_requeue_stalled
+
+    counts["exports_requeued"] = export_jobs_requeue_stalled(
+        stalled_after_s=settings.HILAPP_LEASE_S
+    )
     counts["batches_done"] = _finish_batches()
     return counts
 
