@@ -23,17 +23,28 @@ from django.conf import settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _redis_answers() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if settings.IS_POSTGRES:
-        return
-    kept: list[pytest.Item] = []
-    dropped: list[pytest.Item] = []
-    for item in items:
-        (dropped if item.get_closest_marker("postgres") else kept).append(item)
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
-        print(f"\n{len(dropped)} PostgreSQL-only tests deselected: DATABASE_URL is not PostgreSQL")
+    """Deselect (and count, loudly) tests whose server is absent; they never count as passed."""
+    missing = {}
+    if not settings.IS_POSTGRES:
+        missing["postgres"] = "DATABASE_URL is not PostgreSQL"
+    if any(item.get_closest_marker("redis") for item in items) and not _redis_answers():
+        missing["redis"] = "no Redis answers on 127.0.0.1:6379"
+    for marker, why in missing.items():
+        dropped = [item for item in items if item.get_closest_marker(marker)]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [item for item in items if not item.get_closest_marker(marker)]
+            print(f"\n{len(dropped)} tests needing {marker} deselected: {why}")
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from synthesis.providers.routing import RouteEntry
 from tests.providers.fakes import png
 
 pytestmark = pytest.mark.gpu
-pytest.importorskip("diffusers")
 
 FLUX = RouteEntry("diffusers", "flux")
 QWEN = RouteEntry("diffusers", "qwen-image-edit")
