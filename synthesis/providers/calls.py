@@ -276,7 +276,7 @@ def _finish_failed(call: ModelCall, exc: ProviderError, *, latency_ms: int) -> N
     ModelCall.objects.filter(pk=call.pk).update(
         status=CallStatus.FAILED,
         error_kind=exc.kind.value,
-        error=str(exc)[:4000],
+        error=str(exc.args[0] if exc.args else exc)[:4000],  # the kind has its own column
         tokens_in=usage.tokens_in,
         tokens_out=usage.tokens_out,
         cost_usd=cost,
