@@ -226,8 +226,13 @@ def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
     return max(resets) if resets else None
 
 
-def parse_json_output(raw: str, schema: type[BaseModel]) -> BaseModel:
-    """Validate a model's JSON answer, or raise a MALFORMED ProviderError saying why."""
+def parse_json_output(
+    raw: str, schema: type[BaseModel], *, usage: Usage | None = None
+) -> BaseModel:
+    """Validate a model's JSON answer, or raise a MALFORMED ProviderError saying why.
+
+    ``usage``: what the unparseable answer still cost, carried on the error for the ledger.
+    """
     from pydantic import ValidationError
 
     text = raw.strip()
@@ -241,4 +246,5 @@ def parse_json_output(raw: str, schema: type[BaseModel]) -> BaseModel:
         raise ProviderError(
             f"answer does not match {schema.__name__}: {exc.errors()[:3]}",
             kind=ErrorKind.MALFORMED,
+            usage=usage,
         ) from exc

@@ -176,11 +176,7 @@ class OpenAIText(TextModel):
             raise ProviderError(
                 "OpenAI answer cut off at the token limit", kind=ErrorKind.MALFORMED, usage=usage
             )
-        try:
-            data = parse_json_output(raw, request.schema)
-        except ProviderError as exc:
-            exc.usage = usage
-            raise
+        data = parse_json_output(raw, request.schema, usage=usage)
         return TextResult(data=data, raw=raw, usage=usage)
 
 
