@@ -7,6 +7,7 @@ production-like: SECRET_KEY must be given.
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -70,6 +71,12 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 HILAPP_RECONCILE_EVERY_S = env_float("HILAPP_RECONCILE_EVERY_S", 30.0, minimum=1.0)
 HILAPP_LEASE_S = env_float("HILAPP_LEASE_S", 300.0, minimum=1.0)
+# Where API export jobs write (default: VAR_DIR/exports; see synthesis.export.jobs).
+HILAPP_EXPORT_DIR = env_str("HILAPP_EXPORT_DIR")
+# Writer processes of a dataset export (0: write in the exporting process); one per core.
+HILAPP_EXPORT_WORKERS = env_int(
+    "HILAPP_EXPORT_WORKERS", min(8, len(os.sched_getaffinity(0))), minimum=0
+)
 # Redis for the cross-worker rate limiter and circuit breaker; process-local when unset.
 HILAPP_REDIS_URL = env_str("HILAPP_REDIS_URL") or (
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None

@@ -30,7 +30,7 @@ PROGRESS_SECONDS = 1.0
 
 
 def exports_root() -> Path:
-    return Path(getattr(settings, "HILAPP_EXPORT_DIR", None) or settings.VAR_DIR / "exports")
+    return Path(settings.HILAPP_EXPORT_DIR or settings.VAR_DIR / "exports")
 
 
 def export_job_start(*, params: dict[str, Any], user: Any | None = None) -> ExportJob:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
+from django.db import connections
 from django.db.models import QuerySet
 
 from synthesis.models import Character, Frame, FrameCharacter
@@ -83,12 +86,12 @@ class FrameRecord:
     arbitrator_model: str
     cast: list[CastEntry] = field(default_factory=list)
 
-    @property
+    @cached_property
     def key(self) -> str:
         """A WebDataset sample key: no dots, sorts in export order."""
         return f"s{self.story_id:07d}_f{self.index:03d}"
 
-    @property
+    @cached_property
     def cids(self) -> list[str]:
         return [c.cid for c in self.cast]
 
@@ -111,19 +114,33 @@ def locked_characters() -> dict[int, CharacterInfo]:
 def story_characters(*, include_partial: bool) -> dict[int, frozenset[int]]:
     """Story id → ids of the characters in its exportable frames (for the held-out split)."""
     frames = exportable_frames(include_partial=include_partial)
-    rows = (
+    pairs = (
         FrameCharacter.objects.filter(frame__in=frames.values("id"))
         .values_list("frame__story_id", "character_id")
         .order_by("frame__story_id", "character_id")
         .distinct()
     )
     acc: dict[int, set[int]] = {}
-    for story_id, character_id in rows.iterator(chunk_size=CHUNK):
+    for story_id, character_id in rows(pairs):
         acc.setdefault(story_id, set()).add(character_id)
     # Stories whose exportable frames show nobody still count (with no characters).
     for story_id in frames.values_list("story_id", flat=True).distinct().iterator(CHUNK):
         acc.setdefault(story_id, set())
     return {k: frozenset(v) for k, v in sorted(acc.items())}
+
+
+def rows(queryset: QuerySet[Any]) -> Iterator[tuple[Any, ...]]:
+    """The rows of a ``values_list`` query as the database returns them, streamed.
+
+    A server-side cursor on PostgreSQL (``chunked_cursor``, as ``QuerySet.iterator`` uses),
+    without building a Python object per row through the ORM: a large export reads hundreds of
+    thousands of rows, and only ints and strings, which need no conversion.
+    """
+    sql, params = queryset.query.sql_with_params()
+    with connections[queryset.db].chunked_cursor() as cursor:
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(CHUNK):
+            yield from chunk
 
 
 def frame_records(
@@ -144,15 +161,14 @@ def frame_records(
         "audit",
         "synthesizer_model",
         "arbitrator_model",
-    ).iterator(chunk_size=CHUNK)
-    cast_rows = (
+    )
+    cast_rows = rows(
         FrameCharacter.objects.filter(frame__in=frames.values("id"))
         .order_by("frame__story_id", "frame__index", "slot")
         .values_list("frame__story_id", "frame__index", "character_id", "pid", "eid", "ctag")
-        .iterator(chunk_size=CHUNK)
     )
     pending = next(cast_rows, None)
-    for row in frame_rows:
+    for row in rows(frame_rows):
         record = FrameRecord(*row)
         here = (record.story_id, record.index)
         # Both cursors are sorted the same way; skip cast rows of frames that left the

@@ -17,10 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
+from django.conf import settings
 from django.core.files.storage import default_storage
 
 from synthesis.artifacts import read_bytes
 from synthesis.export.card import DatasetStats, write_card
+from synthesis.export.frame_writers import FrameSample, FrameWriters, read_file
 from synthesis.export.options import (
     EXPORT_MARKER,
     MANIFEST_NAME,
@@ -47,24 +50,49 @@ Progress = Callable[[int, int], None]
 
 
 def _dumps(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact JSON with sorted keys (the same value always gives the same bytes)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def _image_reader() -> Callable[[str], bytes]:
-    """Read stored images; straight from disk when the storage is a local folder."""
-    try:
-        base = default_storage.path("")
-    except NotImplementedError:
-        return read_bytes
-    path_of = default_storage.path
+class _Images:
+    """Where stored images are read from: straight from disk when the storage is a local
+    folder (the writer processes open the files themselves), through the storage otherwise."""
 
-    def read(name: str) -> bytes:
+    def __init__(self) -> None:
+        try:
+            self.base: str | None = default_storage.path("")
+        except NotImplementedError:
+            self.base = None
+
+    @property
+    def local(self) -> bool:
+        return self.base is not None
+
+    def locate(self, name: str) -> str:
+        """The path a writer opens (the storage name itself when storage is not local)."""
+        if self.base is None:
+            return name
         # Names come from our own rows; anything unusual goes through the storage's safe join.
-        path = os.path.join(base, name) if not (name[:1] == "/" or ".." in name) else path_of(name)
-        with open(path, "rb") as handle:
-            return handle.read()
+        if name[:1] == "/" or ".." in name:
+            return str(default_storage.path(name))
+        return os.path.join(self.base, name)
 
-    return read
+    def size(self, located: str) -> int:
+        try:
+            if self.base is not None:
+                return os.stat(located).st_size
+            return int(default_storage.size(located))
+        except OSError as exc:
+            raise ExportError(f"cannot read stored image {located}: {exc}") from None
+
+    def read(self, located: str, size: int) -> bytes:
+        if self.base is not None:
+            return read_file(located, size)
+        return read_bytes(located)
+
+    def read_all(self, name: str) -> bytes:
+        located = self.locate(name)
+        return self.read(located, self.size(located))
 
 
 def frame_metadata(record: FrameRecord, split: str) -> dict[str, Any]:
@@ -104,11 +132,19 @@ def character_metadata(info: CharacterInfo, split: str) -> dict[str, Any]:
 class _Writers:
     """The open writers of one export, by format and split."""
 
-    def __init__(self, root: Path, options: ExportOptions) -> None:
+    def __init__(self, root: Path, options: ExportOptions, images: _Images, workers: int) -> None:
         self.root = root
         self.options = options
         self.formats = set(options.formats)
-        self.frame_shards: dict[str, ShardWriter] = {}
+        self.images = images
+        self.frames = FrameWriters(
+            root,
+            max_bytes=options.shard_max_bytes,
+            shards="webdataset" in self.formats,
+            # Writer processes open image files themselves; other storages are read here.
+            workers=workers if images.local else 0,
+            read=images.read,
+        )
         self.parquet = ParquetIndex(root / "index.parquet") if "parquet" in self.formats else None
         self.jsonl: dict[str, TextIO] = {}
         self.files: dict[Path, str] = {}  # sha256 of files whose digest is already known
@@ -117,11 +153,6 @@ class _Writers:
         return ShardWriter(
             self.root / "webdataset" / split, prefix, max_bytes=self.options.shard_max_bytes
         )
-
-    def frame_shard(self, split: str) -> ShardWriter:
-        if split not in self.frame_shards:
-            self.frame_shards[split] = self.shard(split, "frames")
-        return self.frame_shards[split]
 
     def omnigen2_line(self, split: str, line: dict[str, Any]) -> None:
         if split not in self.jsonl:
@@ -137,10 +168,11 @@ class _Writers:
             handle.write(data)
         self.files[path] = digest
 
+    def finish_frames(self) -> None:
+        """Wait for the frame writers; record the digests of their shards."""
+        self.files.update(self.frames.finish())
+
     def close(self) -> None:
-        for writer in self.frame_shards.values():
-            writer.close()
-            self.files.update(writer.digests)
         if self.parquet is not None:
             self.parquet.close()
         for handle in self.jsonl.values():
@@ -155,20 +187,20 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _checked(data: bytes, expected: str, what: str) -> str:
-    digest = hashlib.sha256(data).hexdigest()
-    if expected and digest != expected:
-        raise ExportError(f"{what}: stored image does not match its sha256 (storage corrupted?)")
-    return digest
-
-
 def dataset_export(
-    *, out: Path, options: ExportOptions, progress: Progress | None = None
+    *,
+    out: Path,
+    options: ExportOptions,
+    progress: Progress | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Export the approved data to ``out``; return the manifest. Raises ExportError early for
-    bad arguments, before anything is written."""
+    bad arguments, before anything is written. ``workers`` (writer processes; 0 writes in this
+    process) changes how fast, never what is written."""
     out = Path(out).absolute()
     check_out_dir(out)
+    if workers is not None and workers < 0:
+        raise ExportError(f"workers must be 0 or more, not {workers}.")
     characters = locked_characters()
     plan = split_plan(
         story_characters(include_partial=options.include_partial_stories),
@@ -179,7 +211,10 @@ def dataset_export(
     total = exportable_frames(include_partial=options.include_partial_stories).count()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        manifest = _write_all(tmp, options, plan, characters, total, progress)
+        writers = _Writers(
+            tmp, options, _Images(), settings.HILAPP_EXPORT_WORKERS if workers is None else workers
+        )
+        manifest = _write_all(writers, plan, characters, total, progress)
         os.chmod(tmp, 0o755)
         _publish(tmp, out)
     except BaseException:
@@ -189,15 +224,13 @@ def dataset_export(
 
 
 def _write_all(
-    root: Path,
-    options: ExportOptions,
+    writers: _Writers,
     plan: SplitPlan,
     characters: dict[int, CharacterInfo],
     total: int,
     progress: Progress | None,
 ) -> dict[str, Any]:
-    read = _image_reader()
-    writers = _Writers(root, options)
+    root, options = writers.root, writers.options
     stats = DatasetStats()
     skipped = done = 0
     try:
@@ -208,22 +241,27 @@ def _write_all(
             if split is None or any(not c.cid for c in record.cast):
                 skipped += 1  # left the selection or crossed the split while we ran
                 continue
-            _write_frame(writers, record, split, read)
+            _write_frame(writers, record, split)
             stats.add(record, split)
             done += 1
             if progress is not None and done % PROGRESS_EVERY == 0:
                 progress(done, total)
-        _write_characters(writers, stats, characters, read)
+        _write_characters(writers, stats, characters)
+        counts = _counts(stats, plan, skipped)
+        layout = _layout(options)
+        # The card is drawn while the writer processes finish the last shards.
+        for path in write_card(
+            root, stats=stats, characters=characters, manifest_counts=counts, layout=layout
+        ):
+            writers.files[path] = _sha256_file(path)
+        writers.finish_frames()
+    except BaseException:
+        writers.frames.abort()
+        raise
     finally:
         writers.close()
     if progress is not None:
         progress(done, done)
-    counts = _counts(stats, plan, skipped)
-    layout = _layout(options)
-    for path in write_card(
-        root, stats=stats, characters=characters, manifest_counts=counts, layout=layout
-    ):
-        writers.files[path] = _sha256_file(path)
     if writers.parquet is not None:
         writers.files[writers.parquet.path] = _sha256_file(writers.parquet.path)
     for split in writers.jsonl:
@@ -256,22 +294,18 @@ def _write_all(
     return manifest
 
 
-def _write_frame(
-    writers: _Writers, record: FrameRecord, split: str, read: Callable[[str], bytes]
-) -> None:
-    image = read(record.image)
-    _checked(image, record.image_sha256, f"frame {record.key}")
+def _write_frame(writers: _Writers, record: FrameRecord, split: str) -> None:
+    if not record.image_sha256:
+        raise ExportError(f"frame {record.key} has no stored sha256: its image cannot be checked")
     meta = frame_metadata(record, split)
-    shard_name = ""
-    if "webdataset" in writers.formats:
-        shard = writers.frame_shard(split).write(
-            record.key, {"json": _dumps(meta), "png": image, "txt": record.text.encode()}
-        )
-        shard_name = f"webdataset/{split}/{shard.name}"
+    text = record.text.encode()
+    located = writers.images.locate(record.image)
+    size = writers.images.size(located)
     omni_image = ""
     if "omnigen2" in writers.formats:
         omni_image = f"images/frames/{record.key}.png"
-        writers.image_file(f"omnigen2/{omni_image}", image, record.image_sha256)
+        copy_to = writers.root / "omnigen2" / omni_image
+        writers.files[copy_to] = record.image_sha256  # checked by the writer that copies it
         writers.omnigen2_line(
             split,
             {
@@ -281,6 +315,18 @@ def _write_frame(
                 "output_image": omni_image,
             },
         )
+    shard_name = writers.frames.add(
+        split,
+        FrameSample(
+            key=record.key,
+            json=_dumps(meta),
+            txt=text,
+            image=located,
+            size=size,
+            sha256=record.image_sha256,
+            copy_to=str(writers.root / "omnigen2" / omni_image) if omni_image else "",
+        ),
+    )
     if writers.parquet is not None:
         writers.parquet.add(
             {
@@ -296,7 +342,7 @@ def _write_frame(
                 "synthesizer_model": record.synthesizer_model,
                 "arbitrator_model": record.arbitrator_model,
                 "image_sha256": record.image_sha256,
-                "image_bytes": len(image),
+                "image_bytes": size,
                 "character_count": len(record.cast),
                 "cids": record.cids,
                 "characters": meta["characters"],
@@ -307,10 +353,7 @@ def _write_frame(
 
 
 def _write_characters(
-    writers: _Writers,
-    stats: DatasetStats,
-    characters: dict[int, CharacterInfo],
-    read: Callable[[str], bytes],
+    writers: _Writers, stats: DatasetStats, characters: dict[int, CharacterInfo]
 ) -> None:
     """The CID templates of the characters each split shows, keyed by CID."""
     for split in SPLITS:
@@ -323,8 +366,8 @@ def _write_characters(
         for info in used:
             if not info.template:
                 raise ExportError(f"Character {info.cid} is locked but has no template image.")
-            image = read(info.template)
-            digest = _checked(image, "", info.cid)
+            image = writers.images.read_all(info.template)
+            digest = hashlib.sha256(image).hexdigest()
             if shards is not None:
                 shards.write(
                     info.cid, {"json": _dumps(character_metadata(info, split)), "png": image}

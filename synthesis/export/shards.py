@@ -1,31 +1,43 @@
-"""A WebDataset shard writer: plain POSIX tar, byte-identical for the same samples.
+"""WebDataset shards: plain POSIX tar, byte-identical for the same samples.
 
 Members are written straight to the file (no sample is kept after it is written), with a fixed
 mtime, owner and mode, so that the same samples in the same order always give the same bytes.
 A shard is closed before a sample would push it past ``max_bytes`` (a single sample larger than
-the limit gets a shard of its own).
+the limit gets a shard of its own); that rule lives in ``ShardCutter`` alone, so a planner that
+only knows the sizes of its samples cuts shards exactly where a writer holding the bytes would.
+
+This module needs nothing but the standard library: the export's writer processes import it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import BinaryIO
 
 BLOCK = tarfile.BLOCKSIZE  # 512
 RECORD = tarfile.RECORDSIZE  # 10240: tar files are padded to a whole record
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z
+FLUSH_BYTES = 4 << 20  # written (and hashed) in pieces of about this size
+_ZEROS = bytes(BLOCK)
 
 
-def _padded(size: int) -> int:
-    return (size + BLOCK - 1) // BLOCK * BLOCK
+def _padding(size: int) -> int:
+    return -size % BLOCK
 
 
-def sample_tar_bytes(members: Mapping[str, bytes], key: str) -> int:
-    """Bytes a sample takes in a tar (headers and padded data; names are short: one header)."""
-    return sum(BLOCK + _padded(len(data)) for data in members.values())
+def sample_tar_bytes(sizes: Iterable[int]) -> int:
+    """Bytes a sample with members of these sizes takes in a tar (one header each: the names
+    are short) and its padded data."""
+    return sum(BLOCK + size + _padding(size) for size in sizes)
+
+
+def closed_size(size: int) -> int:
+    """The size of a tar holding ``size`` bytes of members, once its end blocks are written."""
+    end = size + 2 * BLOCK
+    return (end + RECORD - 1) // RECORD * RECORD
 
 
 def _octal(value: int, width: int) -> bytes:
@@ -63,74 +75,108 @@ def member_header(name: bytes, size: int) -> bytes:
     )
 
 
-def _closed_size(size: int) -> int:
-    end = size + 2 * BLOCK
-    return (end + RECORD - 1) // RECORD * RECORD
+def sample_bytes(key: str, members: Iterable[tuple[str, bytes]]) -> bytearray:
+    """A sample as it lies in a tar: each ``(extension, bytes)`` member's header, data, padding."""
+    blob = bytearray()
+    for ext, data in members:
+        blob += member_header(f"{key}.{ext}".encode(), len(data))
+        blob += data
+        blob += _ZEROS[: _padding(len(data))]
+    return blob
+
+
+def check_key(key: str) -> None:
+    if "." in key or "/" in key:
+        raise ValueError(f"a sample key must not contain dots or slashes: {key!r}")
+
+
+class ShardCutter:
+    """Where the next sample goes: the shard numbers of one stream of samples, from sizes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.shard = -1  # no shard opened yet
+        self._size = 0
+        self._count = 0
+
+    def place(self, sample_bytes: int) -> tuple[int, bool]:
+        """The shard of a sample of ``sample_bytes``, and whether it opens a new shard."""
+        opens = self.shard < 0 or (
+            self._count > 0 and closed_size(self._size + sample_bytes) > self.max_bytes
+        )
+        if opens:
+            self.shard += 1
+            self._size = self._count = 0
+        self._size += sample_bytes
+        self._count += 1
+        return self.shard, opens
+
+
+class ShardFile:
+    """One shard being written: members appended in order, hashed as they are written."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._hash = hashlib.sha256()
+        self._buffer = bytearray()
+        self._size = 0
+
+    def append(self, key: str, members: Iterable[tuple[str, bytes]]) -> None:
+        """Append one sample: ``(extension, bytes)`` members, in the order given."""
+        self._buffer += sample_bytes(key, members)
+        if len(self._buffer) >= FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        # One large write and one large hash update: both release the GIL for their whole
+        # length, and syscalls per sample would cost more than the copy into the buffer.
+        view = memoryview(self._buffer)
+        self._hash.update(view)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._size += len(self._buffer)
+        self._buffer = bytearray()
+
+    def close(self) -> str:
+        """Write the end-of-archive blocks; return the shard's sha256."""
+        pending = self._size + len(self._buffer)
+        self._buffer += bytes(closed_size(pending) - pending)
+        self._flush()
+        os.close(self._fd)
+        return self._hash.hexdigest()
 
 
 class ShardWriter:
-    """Write samples into ``<folder>/<prefix>-00000.tar``, ``-00001.tar``, …"""
+    """Write samples held in memory into ``<folder>/<prefix>-00000.tar``, ``-00001.tar``, …"""
 
     def __init__(self, folder: Path, prefix: str, *, max_bytes: int) -> None:
         self.folder = folder
         self.prefix = prefix
-        self.max_bytes = max_bytes
         self.paths: list[Path] = []
         self.digests: dict[Path, str] = {}  # sha256 of each closed shard, hashed as written
         self.samples = 0
-        self._hash = hashlib.sha256()
-        self._handle: BinaryIO | None = None
-        self._size = 0
-        self._count = 0
-
-    def _open(self) -> BinaryIO:
-        path = self.folder / f"{self.prefix}-{len(self.paths):05d}.tar"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.paths.append(path)
-        self._handle = open(path, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in _finish
-        self._size = 0
-        self._count = 0
-        self._hash = hashlib.sha256()
-        return self._handle
+        self._cutter = ShardCutter(max_bytes)
+        self._file: ShardFile | None = None
 
     def write(self, key: str, members: Mapping[str, bytes]) -> Path:
         """Write one sample (``{extension: bytes}``, extensions in a fixed order); return the
         shard it went to."""
-        if "." in key or "/" in key:
-            raise ValueError(f"a sample key must not contain dots or slashes: {key!r}")
-        needed = sample_tar_bytes(members, key)
-        handle = self._handle
-        if (
-            handle is not None
-            and self._count
-            and (_closed_size(self._size + needed) > self.max_bytes)
-        ):
+        check_key(key)
+        _, opens = self._cutter.place(sample_tar_bytes(len(d) for d in members.values()))
+        if opens or self._file is None:
             self._finish()
-            handle = None
-        if handle is None:
-            handle = self._open()
-        parts = []
-        for ext, data in members.items():
-            parts.append(member_header(f"{key}.{ext}".encode(), len(data)))
-            parts.append(data)
-            parts.append(b"\0" * (_padded(len(data)) - len(data)))
-        blob = b"".join(parts)
-        handle.write(blob)
-        self._hash.update(blob)
-        self._size += needed
-        self._count += 1
+            self._file = ShardFile(self.folder / f"{self.prefix}-{len(self.paths):05d}.tar")
+            self.paths.append(self._file.path)
+        self._file.append(key, members.items())
         self.samples += 1
         return self.paths[-1]
 
     def _finish(self) -> None:
-        if self._handle is None:
-            return
-        tail = b"\0" * (_closed_size(self._size) - self._size)
-        self._handle.write(tail)
-        self._hash.update(tail)
-        self._handle.close()
-        self.digests[self.paths[-1]] = self._hash.hexdigest()
-        self._handle = None
+        if self._file is not None:
+            self.digests[self._file.path] = self._file.close()
+            self._file = None
 
     def close(self) -> list[Path]:
         self._finish()

@@ -76,3 +76,32 @@ def test_a_bad_setting_names_the_variable(tmp_path: Path) -> None:
     result = _check({"HILAPP_VIESCORE_THRESHOLD": "high"}, tmp_path)
     assert result.returncode != 0
     assert "HILAPP_VIESCORE_THRESHOLD='high' is not a valid number" in result.stderr
+
+
+def test_export_settings_come_from_the_environment(tmp_path: Path) -> None:
+    script = (
+        "from synthesis.export.jobs import exports_root; from django.conf import settings; "
+        "print(exports_root(), settings.HILAPP_EXPORT_WORKERS)"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    clean.update(
+        HILAPP_VAR_DIR=str(tmp_path),
+        DJANGO_SETTINGS_MODULE="hilapp.settings.base",
+        HILAPP_EXPORT_DIR=str(tmp_path / "exports-here"),
+        HILAPP_EXPORT_WORKERS="3",
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].split() == [str(tmp_path / "exports-here"), "3"]
+    clean["HILAPP_EXPORT_WORKERS"] = "-1"
+    bad = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=clean, capture_output=True, text=True
+    )
+    assert bad.returncode != 0 and "HILAPP_EXPORT_WORKERS" in bad.stderr

@@ -38,6 +38,14 @@ class Command(BaseCommand):
             default=",".join(FORMATS),
             help=f"comma-separated, of: {', '.join(FORMATS)} (default: all)",
         )
+        parser.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            metavar="N",
+            help="writer processes (default: HILAPP_EXPORT_WORKERS, one per core); 0 writes in "
+            "this process. The output is the same whatever N.",
+        )
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -59,7 +67,9 @@ class Command(BaseCommand):
                 bar.update(done - bar.n)
 
             try:
-                manifest = dataset_export(out=opts["out"], options=options, progress=progress)
+                manifest = dataset_export(
+                    out=opts["out"], options=options, progress=progress, workers=opts["workers"]
+                )
             finally:
                 bar.close()
         except ExportError as exc:
