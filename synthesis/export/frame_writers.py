@@ -38,8 +38,8 @@ from synthesis.export.shards import (
     ShardCutter,
     check_key,
     closed_size,
+    member_tar_bytes,
     sample_bytes,
-    sample_tar_bytes,
 )
 
 BATCH = 256  # samples per message to a writer
@@ -63,7 +63,11 @@ class FrameSample(NamedTuple):
     copy_to: str  # where the OmniGen2 copy goes ("" for none)
 
     def tar_bytes(self) -> int:
-        return sample_tar_bytes((len(self.json), self.size, len(self.txt)))
+        return (
+            member_tar_bytes(len(self.json))
+            + member_tar_bytes(self.size)
+            + member_tar_bytes(len(self.txt))
+        )
 
 
 def read_file(path: str, size: int) -> bytes:

@@ -162,8 +162,14 @@ def frame_records(
         "synthesizer_model",
         "arbitrator_model",
     )
+    # The cast of every approved frame in a story of the right status: a superset of the
+    # exportable frames' cast that spares the database the selection's subqueries; the merge
+    # below keeps only the rows of frames that the frame cursor yields.
     cast_rows = rows(
-        FrameCharacter.objects.filter(frame__in=frames.values("id"))
+        FrameCharacter.objects.filter(
+            frame__status=FrameStatus.APPROVED,
+            frame__story__status__in=story_statuses(include_partial=include_partial),
+        )
         .order_by("frame__story_id", "frame__index", "slot")
         .values_list("frame__story_id", "frame__index", "character_id", "pid", "eid", "ctag")
     )

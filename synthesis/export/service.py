@@ -60,7 +60,7 @@ class _Images:
 
     def __init__(self) -> None:
         try:
-            self.base: str | None = default_storage.path("")
+            self.base: str | None = os.path.join(default_storage.path(""), "")  # ends in "/"
         except NotImplementedError:
             self.base = None
 
@@ -75,7 +75,7 @@ class _Images:
         # Names come from our own rows; anything unusual goes through the storage's safe join.
         if name[:1] == "/" or ".." in name:
             return str(default_storage.path(name))
-        return os.path.join(self.base, name)
+        return self.base + name
 
     def size(self, located: str) -> int:
         try:

@@ -28,10 +28,15 @@ def _padding(size: int) -> int:
     return -size % BLOCK
 
 
+def member_tar_bytes(size: int) -> int:
+    """Bytes a member of ``size`` bytes takes in a tar: its header (names are short: one
+    block) and its data padded to whole blocks."""
+    return BLOCK + size + -size % BLOCK
+
+
 def sample_tar_bytes(sizes: Iterable[int]) -> int:
-    """Bytes a sample with members of these sizes takes in a tar (one header each: the names
-    are short) and its padded data."""
-    return sum(BLOCK + size + _padding(size) for size in sizes)
+    """Bytes a sample with members of these sizes takes in a tar."""
+    return sum(map(member_tar_bytes, sizes))
 
 
 def closed_size(size: int) -> int:
