@@ -6,8 +6,8 @@ ten frames, two characters per frame), then for each size:
 
 - ``tar -cf`` of the same image files on the same disk (the baseline),
 - ``export_dataset`` (WebDataset format) in a child process, reporting its own wall time and
-  peak resident memory (``ru_maxrss``) and that of its largest writer process, so the figures
-  are not polluted by the parent.
+  peak resident memory (``ru_maxrss``) and the largest peak of its writer processes (VmHWM),
+  so the figures are not polluted by the parent.
 
 Page-cache writeback makes single timings of a 1 GB write swing by 2-3x on a small VM, so every
 timed run starts after ``sync`` and tar and export take turns, ``--repeat`` times each; the
@@ -39,12 +39,16 @@ FRAMES_PER_STORY = 10
 CHARS_PER_STORY = 3
 
 
-def django_env(workdir: Path, size: int) -> dict[str, str]:
+def database(workdir: Path, size: int, side: int) -> Path:
+    return workdir / f"bench-{size}-{side}px.sqlite3"
+
+
+def django_env(workdir: Path, size: int, side: int) -> dict[str, str]:
     env = os.environ.copy()
     env.pop("CELERY_BROKER_URL", None)
     env.update(
         DJANGO_SETTINGS_MODULE="hilapp.settings.base",
-        DATABASE_URL=f"sqlite:///{workdir / f'bench-{size}.sqlite3'}",
+        DATABASE_URL=f"sqlite:///{database(workdir, size, side)}",
         HILAPP_VAR_DIR=str(workdir / "var"),
         MEDIA_ROOT=str(workdir / "media"),
         DEBUG="0",
@@ -78,7 +82,7 @@ def make_images(media: Path, count: int, side: int) -> list[tuple[str, str]]:
     for i in range(count):
         image = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
         buffer = io.BytesIO()
-        image.save(buffer, format="PNG", compress_level=1)
+        image.save(buffer, format="PNG", compress_level=0)  # noise does not compress anyway
         data = buffer.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         name = f"frames/{digest[:2]}/{digest}.png"
@@ -181,10 +185,39 @@ def populate(size: int, side: int, media: Path) -> None:
 # --- child: export ---------------------------------------------------------------------------
 
 
+def _peak_kib(pid: int) -> int:
+    """A process's peak resident memory since its ``exec`` (VmHWM; 0 once it has exited).
+    ``ru_maxrss`` of a child would count the parent's pages it saw between fork and exec."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def watch_writers(peaks: list[int]) -> None:
+    """Sample the writers' peak memory whenever the exporting process reads their replies."""
+    from synthesis.export import frame_writers
+
+    replies = frame_writers._Pool._replies
+
+    def sampled(pool: frame_writers._Pool, timeout: float | None) -> list:
+        peaks.extend(_peak_kib(p.pid) for p in pool.processes)
+        return replies(pool, timeout)
+
+    frame_writers._Pool._replies = sampled  # type: ignore[method-assign]
+
+
 def export(out: Path, workers: int | None) -> None:
     setup_django()
     from synthesis.export.options import ExportOptions
     from synthesis.export.service import dataset_export
+
+    writer_peaks = [0]
+    watch_writers(writer_peaks)
 
     os.sync()
     started = time.perf_counter()
@@ -202,7 +235,7 @@ def export(out: Path, workers: int | None) -> None:
                 "seconds": seconds,
                 "bytes": shard_bytes,
                 "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                "writer_maxrss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                "writer_maxrss_kib": max(writer_peaks),
             }
         )
     )
@@ -261,8 +294,8 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
     for size in sorted(sizes, reverse=True):  # the largest makes every image once
-        env = django_env(workdir, size)
-        db = workdir / f"bench-{size}.sqlite3"
+        env = django_env(workdir, size, args.image_side)
+        db = database(workdir, size, args.image_side)
         if not db.exists():
             started = time.perf_counter()
             run_child(env, "populate", str(size), str(args.image_side), str(media))
@@ -271,7 +304,7 @@ def main() -> None:
             )
     workers = "-" if args.workers is None else str(args.workers)
     for size in sorted(sizes):
-        env = django_env(workdir, size)
+        env = django_env(workdir, size, args.image_side)
         out = workdir / f"out-{size}"
         runs, tars = [], []
         for _ in range(args.repeat):

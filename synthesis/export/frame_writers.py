@@ -42,7 +42,8 @@ from synthesis.export.shards import (
     sample_bytes,
 )
 
-BATCH = 256  # samples per message to a writer
+BATCH = 256  # samples per message to a writer, at most
+BATCH_BYTES = 16 << 20  # and about this many image bytes: a writer holds its batch in memory
 AHEAD = 2  # messages a writer may have waiting: one in hand, one in its pipe
 PIPE_BYTES = 1 << 20  # room for AHEAD pickled batches, so that sending does not wait
 HASH_BLOCK = 8 << 20
@@ -183,6 +184,7 @@ class _Stream:
     size: int = 0  # bytes planned into it so far
     batch_offset: int = 0  # where the pending batch starts
     pending: list[FrameSample] = field(default_factory=list)
+    pending_bytes: int = 0
 
 
 class FrameWriters:
@@ -226,7 +228,8 @@ class FrameWriters:
                 stream.shard = str(self.root / name)
             stream.size += tar_bytes
         stream.pending.append(sample)
-        if len(stream.pending) >= BATCH:
+        stream.pending_bytes += sample.size
+        if len(stream.pending) >= BATCH or stream.pending_bytes >= BATCH_BYTES:
             self._flush(stream)
         return name
 
@@ -234,7 +237,7 @@ class FrameWriters:
         if stream.pending:
             self._unwritten[stream.shard] += 1
             self._send(("write", stream.shard, stream.batch_offset, stream.pending))
-            stream.pending = []
+            stream.pending, stream.pending_bytes = [], 0
         stream.batch_offset = stream.size
 
     def _close_shard(self, stream: _Stream) -> None:

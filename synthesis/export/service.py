@@ -202,12 +202,7 @@ def dataset_export(
     if workers is not None and workers < 0:
         raise ExportError(f"workers must be 0 or more, not {workers}.")
     characters = locked_characters()
-    plan = split_plan(
-        story_characters(include_partial=options.include_partial_stories),
-        holdout_characters=options.holdout_characters,
-        holdout_stories=options.holdout_stories,
-        seed=options.seed,
-    )
+    plan = _split_plan(options)
     total = exportable_frames(include_partial=options.include_partial_stories).count()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
@@ -221,6 +216,17 @@ def dataset_export(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _split_plan(options: ExportOptions) -> SplitPlan:
+    if not (options.holdout_characters or options.holdout_stories):
+        return SplitPlan.all_train()
+    return split_plan(
+        story_characters(include_partial=options.include_partial_stories),
+        holdout_characters=options.holdout_characters,
+        holdout_stories=options.holdout_stories,
+        seed=options.seed,
+    )
 
 
 def _write_all(

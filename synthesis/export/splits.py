@@ -23,12 +23,19 @@ SPLITS = (TRAIN, HELDOUT)
 class SplitPlan:
     heldout_characters: frozenset[int]
     heldout_stories: frozenset[int]
-    train_stories: frozenset[int]
+    train_stories: frozenset[int] | None  # None: every story (nothing is held out)
     excluded_stories: frozenset[int]
+
+    @classmethod
+    def all_train(cls) -> SplitPlan:
+        """Nothing held out: no story needs looking at before the frames stream."""
+        return cls(frozenset(), frozenset(), None, frozenset())
 
     def split_of(self, story_id: int, character_ids: list[int]) -> str | None:
         """The split of a frame, or None when it must not leave (its story is in neither split,
         or appeared after the plan was made, or a character crossed the line since)."""
+        if self.train_stories is None:
+            return TRAIN
         if story_id in self.heldout_stories:
             ok = all(c in self.heldout_characters for c in character_ids)
             return HELDOUT if ok else None
