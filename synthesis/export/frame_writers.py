@@ -238,6 +238,8 @@ class FrameWriters:
             self._unwritten[stream.shard] += 1
             self._send(("write", stream.shard, stream.batch_offset, stream.pending))
             stream.pending, stream.pending_bytes = [], 0
+            if self._closed:
+                self._finish_ready()  # the replies that came in may have completed a shard
         stream.batch_offset = stream.size
 
     def _close_shard(self, stream: _Stream) -> None:
@@ -262,8 +264,8 @@ class FrameWriters:
 
     def _finish_ready(self) -> None:
         """Have the closed shards whose batches are all written finished and hashed."""
-        for shard in [s for s in self._closed if self._unwritten[s] == 0]:
-            self._send(("finish", shard, self._closed.pop(shard)))
+        while ready := [s for s in self._closed if self._unwritten[s] == 0]:
+            self._send(("finish", ready[0], self._closed.pop(ready[0])))
 
     def finish(self) -> dict[Path, str]:
         """Write what is planned, wait for the writers; the sha256 of every frame shard."""

@@ -2,7 +2,9 @@
 
 Everything is written into a hidden sibling folder (``.<out>.partial-…``) and renamed onto
 ``out`` only when the manifest is complete, so a crash never leaves a half-written folder that
-looks like a finished export. Frames stream from the database to the writers one at a time.
+looks like a finished export. Frames stream from the database; this process plans each sample
+and writes the Parquet index, the jsonl and the card, while writer processes move the image bytes
+(``frame_writers``).
 """
 
 from __future__ import annotations
