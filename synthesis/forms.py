@@ -1,7 +1,8 @@
-"""The batch launch form: parses the page's fields into ``batch_launch`` arguments.
+"""The admin pages' forms: they parse the page's fields into service arguments.
 
-It only parses; every rule (counts, budgets, categories, genres, frame bounds, role overrides,
-fault rates) is checked by the launch services, the same ones the API and the CLI call.
+They only parse; every rule (counts, budgets, categories, genres, frame bounds, role overrides,
+fault rates; export formats, holdouts, shard sizes) is checked by the services, the same ones
+the API and the CLI call.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from django import forms
 
+from synthesis.export.options import DEFAULT_SHARD_MAX_BYTES, FORMATS
 from synthesis.providers.sim import FAULTS, SimConfigError, parse_fault_spec
 from synthesis.services.batches import LaunchError
 from synthesis.states import BatchKind
@@ -119,4 +121,36 @@ class BatchLaunchForm(forms.Form):
             "seed": (data["seed"] or "0").strip(),
             "budget_usd": data["budget_usd"] or None,
             "params": params,
+        }
+
+
+class ExportStartForm(forms.Form):
+    """The export form of the Exports page: parses fields into the parameters that
+    ``export_job_start`` checks (the same rules as the API and ``manage.py export_dataset``)."""
+
+    formats = forms.MultipleChoiceField(
+        choices=[(f, f) for f in FORMATS],
+        initial=list(FORMATS),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+    holdout_characters = forms.CharField(max_length=12, initial="0", label="Held-out characters")
+    holdout_stories = forms.CharField(max_length=12, initial="0", label="Held-out stories")
+    shard_max_bytes = forms.CharField(
+        max_length=16, initial=str(DEFAULT_SHARD_MAX_BYTES), label="Shard size limit (bytes)"
+    )
+    include_partial_stories = forms.BooleanField(
+        required=False, label="Include approved stories that are still running"
+    )
+    seed = forms.CharField(max_length=20, initial="0", label="Split seed")
+
+    def params(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "formats": data["formats"],
+            "holdout_characters": data["holdout_characters"].strip(),
+            "holdout_stories": data["holdout_stories"].strip(),
+            "shard_max_bytes": data["shard_max_bytes"].strip(),
+            "include_partial_stories": data["include_partial_stories"],
+            "seed": data["seed"].strip(),
         }

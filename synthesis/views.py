@@ -1,4 +1,4 @@
-"""Server-rendered admin pages of the synthesis app: batches and statistics.
+"""Server-rendered admin pages of the synthesis app: batches, exports and statistics.
 
 Views parse, delegate to services/selectors and render; admins only (experts get 403).
 """
@@ -18,8 +18,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from hilapp.roles import is_admin
-from synthesis.forms import BatchLaunchForm
-from synthesis.models import Batch
+from synthesis.export.jobs import export_job_start
+from synthesis.export.options import ExportError
+from synthesis.forms import BatchLaunchForm, ExportStartForm
+from synthesis.models import Batch, ExportJob
 from synthesis.services.batch_report import batch_report
 from synthesis.services.batches import (
     BatchActionError,
@@ -104,6 +106,24 @@ def batch_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     else:
         messages.success(request, f"Batch {batch.pk}: {action} done.")
     return redirect("synthesis:batch", pk=batch.pk)
+
+
+@admin_only
+def exports(request: HttpRequest) -> HttpResponse:
+    """Dataset exports: the start form (POST queues an export job) and the recent jobs, whose
+    progress the page polls from ``GET /api/v1/exports/<id>/``."""
+    form = ExportStartForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = export_job_start(params=form.params(), user=request.user)
+        except ExportError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Export {job.pk} queued; it writes to {job.out_dir}.")
+            return redirect("synthesis:exports")
+    jobs = ExportJob.objects.select_related("created_by")[:50]
+    status = 400 if request.method == "POST" else 200
+    return render(request, "synthesis/exports.html", {"form": form, "jobs": jobs}, status=status)
 
 
 @admin_only

@@ -1,6 +1,6 @@
 """Admins in real Chromium: launch a character batch, watch it reach 100% through a real Celery
 worker (the simulator), open the statistics page with every plot loaded; a bad parameter shows
-an error and creates nothing; an expert gets 403.
+an error and creates nothing; an expert gets 403; start a dataset export and watch it finish.
 
 Screenshots of the pages go to ``$HILAPP_SCREENSHOTS`` (default: the test's tmp dir).
 """
@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from synthesis.models import Batch, Character
+from synthesis.models import Batch, Character, ExportJob
 from synthesis.plots import PLOTS
+from synthesis.states import ExportStatus
+from tests.export.conftest import media, simulated  # noqa: F401 - fixtures for the export test
 
 # Playwright's sync API runs an event loop in the test thread; Django would refuse ORM calls.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -143,3 +145,52 @@ def test_an_expert_gets_403_on_the_batches_page(
     assert response is not None and response.status == 403
     response = page.goto(f"{base}/synthesis/statistics/")
     assert response is not None and response.status == 403
+
+
+@pytest.mark.usefixtures("simulated")  # approved frames in complete stories
+def test_admin_starts_an_export_and_watches_it_finish(
+    browser: Any,
+    live_server: Any,
+    settings: Any,
+    tmp_path: Path,
+    celery_workers: Any,
+    make_user: Any,
+    shots: Path,
+) -> None:
+    settings.HILAPP_EXPORT_DIR = str(tmp_path / "exports")
+    celery_workers.start(concurrency=1)
+    make_user("root", role="admin")
+    base = live_server.url
+    page = login(browser, base, "root")
+
+    page.click("nav >> text=Exports")
+    page.uncheck("input[name=formats][value=omnigen2]")
+    page.fill("input[name=holdout_characters]", "four")
+    page.click("#export")
+    assert "holdout_characters must be an integer" in page.inner_text("#export-error")
+    assert not ExportJob.objects.exists()
+
+    page.fill("input[name=holdout_characters]", "4")
+    page.fill("input[name=holdout_stories]", "4")
+    page.screenshot(path=str(shots / "exports-form.png"), full_page=True)
+    page.click("#export")
+    row = page.wait_for_selector("tr[data-export]")
+    job = ExportJob.objects.get()
+    assert row.get_attribute("data-export") == str(job.pk)
+    # The page polls the job and reloads when it is done, with a link to its manifest.
+    link = page.wait_for_selector(f"tr[data-export='{job.pk}'] a:text('manifest')", timeout=120_000)
+    job.refresh_from_db()
+    assert job.status == ExportStatus.DONE, job.error
+    assert page.inner_text(f"tr[data-export='{job.pk}'] [data-field=count]") == (
+        f"{job.done}/{job.total}"
+    )
+    page.screenshot(path=str(shots / "exports-done.png"), full_page=True)
+    manifest = page.request.get(base + link.get_attribute("href"))
+    assert manifest.ok and manifest.json()["counts"]["stories_heldout"] == 4
+    assert sorted(p.name for p in Path(job.out_dir).iterdir()) == [
+        "README.md",
+        "card",
+        "index.parquet",
+        "manifest.json",
+        "webdataset",
+    ]
