@@ -360,7 +360,8 @@ class _Pool:
         while len(self.done) < self.size:
             replies += self._replies(timeout=None)
         for process in self.processes:
-            process.wait()
+            process.wait()  # each said "done" and is exiting
+        self._close_pipes()
         return replies
 
     def _replies(self, timeout: float | None) -> list[Message]:
@@ -398,6 +399,9 @@ class _Pool:
                 process.kill()
         for process in self.processes:
             process.wait()
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
         for connection in [*self.inboxes, *self.outboxes]:
             connection.close()
         self.inboxes, self.outboxes = [], {}
