@@ -219,6 +219,8 @@ class FrameWriters:
         if stream is None:
             stream = self._streams[split] = _Stream(ShardCutter(self.max_bytes))
         name = ""
+        if not (self.shards or sample.copy_to):
+            return name  # nothing of the image leaves (a Parquet-only export): leave it unread
         if self.shards:
             tar_bytes = sample.tar_bytes()
             number, opens = stream.cutter.place(tar_bytes)

@@ -118,3 +118,15 @@ def test_an_export_job_on_a_real_worker_uses_writer_processes(
         workers=0,
     )
     assert _files(Path(job.out_dir)) == _files(reference)
+
+
+def test_a_parquet_only_export_leaves_the_images_unread(
+    simulated: Simulated, media: Path, tmp_path: Path
+) -> None:
+    key = max(simulated.expected)
+    path = media / _frame_of(key).image
+    size = path.stat().st_size
+    path.write_bytes(b"\0" * size)  # no image leaves, so none is read (or checked)
+    dataset_export(out=tmp_path / "p", options=ExportOptions(formats=("parquet",)), workers=2)
+    with pytest.raises(ExportError, match=f"frame {key}: stored image does not match"):
+        dataset_export(out=tmp_path / "w", options=ExportOptions(formats=("webdataset",)))
