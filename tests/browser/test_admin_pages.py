@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 
 from synthesis.models import Batch, Character, ExportJob
 from synthesis.plots import PLOTS
@@ -42,6 +43,10 @@ def browser() -> Iterator[Any]:
         chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+        # ORM calls made while Playwright's loop runs get their own connections (Django's
+        # connections are per context); close them here, or the test database cannot be
+        # dropped at the end of the session.
+        connections.close_all()
 
 
 @pytest.fixture
