@@ -184,3 +184,29 @@ def celery_workers(transactional_db: Any, tmp_path: Path) -> Iterator[Workers]:
     finally:
         workers.stop_all()
         _purge_broker()
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    from django.db import connections
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+        # ORM calls made while Playwright's loop runs get their own connections (Django's
+        # connections are per context); close them here, or PostgreSQL cannot drop the test
+        # database at the end of the session.
+        connections.close_all()

@@ -8,12 +8,10 @@ Screenshots of the pages go to ``$HILAPP_SCREENSHOTS`` (default: the test's tmp 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connections
 
 from synthesis.models import Batch, Character, ExportJob
 from synthesis.plots import PLOTS
@@ -24,29 +22,6 @@ from tests.export.conftest import media, simulated  # noqa: F401 - fixtures for 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright import sync_api
-
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-        # ORM calls made while Playwright's loop runs get their own connections (Django's
-        # connections are per context); close them here, or the test database cannot be
-        # dropped at the end of the session.
-        connections.close_all()
 
 
 @pytest.fixture
