@@ -21,6 +21,8 @@ each size (goal: flat).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import hashlib
 import io
 import json
@@ -31,6 +33,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -198,17 +201,23 @@ def _peak_kib(pid: int) -> int:
     return 0
 
 
-def watch_writers(peaks: list[int]) -> None:
-    """Sample the writers' peak memory whenever the exporting process reads their replies."""
-    from synthesis.export import frame_writers
+def watch_writers(peaks: list[int], stop: threading.Event) -> threading.Thread:
+    """Sample the peak memory of this process's children (the writers) until ``stop``."""
 
-    replies = frame_writers._Pool._replies
+    def children() -> list[int]:
+        pids: list[int] = []
+        for listing in glob.glob("/proc/self/task/*/children"):
+            with contextlib.suppress(OSError), open(listing) as handle:
+                pids += [int(pid) for pid in handle.read().split()]
+        return pids
 
-    def sampled(pool: frame_writers._Pool, timeout: float | None) -> list:
-        peaks.extend(_peak_kib(p.pid) for p in pool.processes)
-        return replies(pool, timeout)
+    def sample() -> None:
+        while not stop.wait(0.05):
+            peaks.extend(_peak_kib(pid) for pid in children())
 
-    frame_writers._Pool._replies = sampled  # type: ignore[method-assign]
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    return thread
 
 
 def export(out: Path, workers: int | None) -> None:
@@ -217,7 +226,8 @@ def export(out: Path, workers: int | None) -> None:
     from synthesis.export.service import dataset_export
 
     writer_peaks = [0]
-    watch_writers(writer_peaks)
+    stop = threading.Event()
+    watcher = watch_writers(writer_peaks, stop)
 
     os.sync()
     started = time.perf_counter()
@@ -227,6 +237,8 @@ def export(out: Path, workers: int | None) -> None:
         workers=workers,
     )
     seconds = time.perf_counter() - started
+    stop.set()
+    watcher.join()
     shard_bytes = sum(f["bytes"] for n, f in manifest["files"].items() if n.endswith(".tar"))
     print(
         json.dumps(

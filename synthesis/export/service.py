@@ -309,11 +309,12 @@ def _write_frame(writers: _Writers, record: FrameRecord, split: str) -> None:
     text = record.text.encode()
     located = writers.images.locate(record.image)
     size = writers.images.size(located)
-    omni_image = ""
+    omni_image = copy_to = ""
     if "omnigen2" in writers.formats:
         omni_image = f"images/frames/{record.key}.png"
-        copy_to = writers.root / "omnigen2" / omni_image
-        writers.files[copy_to] = record.image_sha256  # checked by the writer that copies it
+        copy_path = writers.root / "omnigen2" / omni_image
+        copy_to = str(copy_path)
+        writers.files[copy_path] = record.image_sha256  # checked by the writer that copies it
         writers.omnigen2_line(
             split,
             {
@@ -332,7 +333,7 @@ def _write_frame(writers: _Writers, record: FrameRecord, split: str) -> None:
             image=located,
             size=size,
             sha256=record.image_sha256,
-            copy_to=str(writers.root / "omnigen2" / omni_image) if omni_image else "",
+            copy_to=copy_to,
         ),
     )
     if writers.parquet is not None:

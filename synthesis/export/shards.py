@@ -31,7 +31,7 @@ def _padding(size: int) -> int:
 def member_tar_bytes(size: int) -> int:
     """Bytes a member of ``size`` bytes takes in a tar: its header (names are short: one
     block) and its data padded to whole blocks."""
-    return BLOCK + size + -size % BLOCK
+    return BLOCK + size + _padding(size)
 
 
 def sample_tar_bytes(sizes: Iterable[int]) -> int:
