@@ -35,18 +35,19 @@ from typing import Any, NamedTuple, NoReturn
 
 from synthesis.export.options import ExportError
 from synthesis.export.shards import (
+    PieceWriter,
     ShardCutter,
     check_key,
     closed_size,
     member_tar_bytes,
-    sample_bytes,
+    sample_pieces,
 )
 
 BATCH = 256  # samples per message to a writer, at most
 BATCH_BYTES = 16 << 20  # and about this many image bytes: a writer holds its batch in memory
 AHEAD = 2  # messages a writer may have waiting: one in hand, one in its pipe
 PIPE_BYTES = 1 << 20  # room for AHEAD pickled batches, so that sending does not wait
-HASH_BLOCK = 8 << 20
+HASH_BLOCK = 1 << 20  # read back in pieces of this size, into one reused buffer
 
 ImageReader = Callable[[str, int], bytes]
 Message = tuple[Any, ...]
@@ -106,34 +107,36 @@ def _open(path: str) -> int:
         return os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
 
 
-def _pwrite_all(fd: int, data: bytes | bytearray, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
-
-
 def write_batch(shard: str, offset: int, samples: list[FrameSample], read: ImageReader) -> None:
-    """Write consecutive samples at ``offset`` of ``shard`` ("" for copies only), in one write."""
-    blob = bytearray()
-    for sample in samples:
-        image = checked_image(sample, read)
-        if shard:
-            blob += sample_bytes(
-                sample.key, (("json", sample.json), ("png", image), ("txt", sample.txt))
-            )
-        if sample.copy_to:
-            fd = _open(sample.copy_to)
-            try:
-                _pwrite_all(fd, image, 0)
-            finally:
-                os.close(fd)
-    if shard:
-        fd = _open(shard)
-        try:
-            _pwrite_all(fd, blob, offset)
-        finally:
+    """Write consecutive samples at ``offset`` of ``shard`` ("" for copies only)."""
+    fd = _open(shard) if shard else -1
+    try:
+        out = PieceWriter(fd, offset) if shard else None
+        for sample in samples:
+            image = checked_image(sample, read)
+            if out is not None:
+                out.extend(
+                    sample_pieces(
+                        sample.key, (("json", sample.json), ("png", image), ("txt", sample.txt))
+                    )
+                )
+            if sample.copy_to:
+                _write_copy(sample.copy_to, image)
+        if out is not None:
+            out.flush()
+    finally:
+        if fd >= 0:
             os.close(fd)
+
+
+def _write_copy(path: str, data: bytes) -> None:
+    fd = _open(path)
+    try:
+        copy = PieceWriter(fd)
+        copy.add(data)
+        copy.flush()
+    finally:
+        os.close(fd)
 
 
 def finish_shard(shard: str, members_size: int) -> str:
@@ -142,8 +145,10 @@ def finish_shard(shard: str, members_size: int) -> str:
     try:
         os.ftruncate(fd, closed_size(members_size))
         digest = hashlib.sha256()
-        while block := os.read(fd, HASH_BLOCK):
-            digest.update(block)
+        buffer = bytearray(HASH_BLOCK)  # reused: no fresh memory per read
+        view = memoryview(buffer)
+        while count := os.readv(fd, [buffer]):
+            digest.update(view[:count])
     finally:
         os.close(fd)
     return digest.hexdigest()
@@ -180,7 +185,8 @@ class _Stream:
     """The frames of one split on their way to shards."""
 
     cutter: ShardCutter
-    shard: str = ""  # absolute path of the shard being filled
+    name: str = ""  # the shard being filled, relative to the export
+    shard: str = ""  # and its absolute path
     size: int = 0  # bytes planned into it so far
     batch_offset: int = 0  # where the pending batch starts
     pending: list[FrameSample] = field(default_factory=list)
@@ -224,11 +230,12 @@ class FrameWriters:
         if self.shards:
             tar_bytes = sample.tar_bytes()
             number, opens = stream.cutter.place(tar_bytes)
-            name = self.shard_name(split, number)
             if opens:
                 self._close_shard(stream)
-                stream.shard = str(self.root / name)
+                stream.name = self.shard_name(split, number)
+                stream.shard = str(self.root / stream.name)
             stream.size += tar_bytes
+            name = stream.name
         stream.pending.append(sample)
         stream.pending_bytes += sample.size
         if len(stream.pending) >= BATCH or stream.pending_bytes >= BATCH_BYTES:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connections
 from django.db.models import QuerySet
@@ -49,10 +48,9 @@ def _unlocked() -> list[str]:
     return [s for s in CharacterStatus.values if s != CharacterStatus.LOCKED]
 
 
-@dataclass(frozen=True)
-class CastEntry:
+class CastEntry(NamedTuple):
     character_id: int
-    cid: str
+    cid: str  # "" when the character is not locked (any more): the frame must not leave
     pid: str
     eid: str
     ctag: str
@@ -70,7 +68,7 @@ class CharacterInfo:
     template: str
 
 
-@dataclass
+@dataclass(slots=True)
 class FrameRecord:
     frame_id: int
     story_id: int
@@ -85,15 +83,17 @@ class FrameRecord:
     synthesizer_model: str
     arbitrator_model: str
     cast: list[CastEntry] = field(default_factory=list)
+    key: str = ""  # a WebDataset sample key (sample_key)
+    all_locked: bool = True  # every character of the cast is (still) locked
 
-    @cached_property
-    def key(self) -> str:
-        """A WebDataset sample key: no dots, sorts in export order."""
-        return f"s{self.story_id:07d}_f{self.index:03d}"
-
-    @cached_property
+    @property
     def cids(self) -> list[str]:
         return [c.cid for c in self.cast]
+
+
+def sample_key(story_id: int, index: int) -> str:
+    """A frame's WebDataset sample key: no dots, sorts in export order."""
+    return f"s{story_id:07d}_f{index:03d}"
 
 
 def locked_characters() -> dict[int, CharacterInfo]:
@@ -176,16 +176,18 @@ def frame_records(
     pending = next(cast_rows, None)
     for row in rows(frame_rows):
         record = FrameRecord(*row)
-        here = (record.story_id, record.index)
+        story_id, index = here = row[1], row[2]
+        record.key = sample_key(story_id, index)
+        cast = record.cast
         # Both cursors are sorted the same way; skip cast rows of frames that left the
         # selection between the two queries (the pipeline keeps running during an export).
         while pending is not None and (pending[0], pending[1]) < here:
             pending = next(cast_rows, None)
-        while pending is not None and (pending[0], pending[1]) == here:
+        while pending is not None and pending[0] == story_id and pending[1] == index:
             info = characters.get(pending[2])
-            if info is None:  # unlocked since the frame query ran: drop the frame below
-                record.cast.append(CastEntry(pending[2], "", *pending[3:]))
-            else:
-                record.cast.append(CastEntry(pending[2], info.cid, *pending[3:]))
+            if info is None:  # unlocked since the frame query ran: the frame is dropped
+                record.all_locked = False
+            cid = "" if info is None else info.cid
+            cast.append(CastEntry(pending[2], cid, pending[3], pending[4], pending[5]))
             pending = next(cast_rows, None)
         yield record

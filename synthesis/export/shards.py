@@ -16,11 +16,13 @@ import os
 import tarfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 BLOCK = tarfile.BLOCKSIZE  # 512
 RECORD = tarfile.RECORDSIZE  # 10240: tar files are padded to a whole record
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z
-FLUSH_BYTES = 4 << 20  # written (and hashed) in pieces of about this size
+WRITE_BYTES = 128 << 10  # bytes per write (see PieceWriter)
+_MAX_PIECES = 512  # buffers per write, well under IOV_MAX (1024 on Linux)
 _ZEROS = bytes(BLOCK)
 
 
@@ -50,14 +52,22 @@ def _octal(value: int, width: int) -> bytes:
     return b"%0*o\0" % (width - 1, value)
 
 
-# The constant part of every member header (POSIX ustar, as tarfile.USTAR_FORMAT writes it);
-# only the name, the size and the checksum change from member to member.
-_MODE, _OWNER = _octal(0o644, 8), _octal(0, 8)
-_MTIME = _octal(FIXED_MTIME, 12)
-# typeflag, linkname, magic + version, uname + gname, devmajor, devminor, prefix + padding.
-_TAIL = b"0" + b"\0" * 100 + b"ustar\x0000" + b"\0" * (64 + 16 + 167)
-_SPACES = b" " * 8
-_BASE_SUM = sum(_MODE + _OWNER + _OWNER + _MTIME + _SPACES + _TAIL)
+# Every member header is this ustar header (as tarfile.USTAR_FORMAT writes it) with its name,
+# size and checksum filled in: mode, owner, mtime, type and magic never change.
+_TEMPLATE = bytes(
+    bytes(100)  # name
+    + _octal(0o644, 8)  # mode
+    + _octal(0, 8) * 2  # uid, gid
+    + bytes(12)  # size
+    + _octal(FIXED_MTIME, 12)
+    + b" " * 8  # the checksum counts its own field as spaces
+    + b"0"  # regular file
+    + bytes(100)  # linkname
+    + b"ustar\x0000"
+    + bytes(32 + 32 + 8 + 8 + 155 + 12)  # uname, gname, devmajor, devminor, prefix, padding
+)
+_TEMPLATE_SUM = sum(_TEMPLATE)
+_SIZE, _CHECKSUM = slice(124, 136), slice(148, 156)
 
 
 def member_header(name: bytes, size: int) -> bytes:
@@ -65,29 +75,77 @@ def member_header(name: bytes, size: int) -> bytes:
     if len(name) > 100 or size >= 8**11:
         raise ValueError(f"member {name!r} ({size} bytes) does not fit a ustar header")
     size_field = _octal(size, 12)
-    checksum = _BASE_SUM + sum(name) + sum(size_field)
-    return b"".join(
-        (
-            name.ljust(100, b"\0"),
-            _MODE,
-            _OWNER,
-            _OWNER,
-            size_field,
-            _MTIME,
-            b"%06o\0 " % checksum,
-            _TAIL,
-        )
-    )
+    header = bytearray(_TEMPLATE)
+    header[: len(name)] = name
+    header[_SIZE] = size_field
+    header[_CHECKSUM] = b"%06o\0 " % (_TEMPLATE_SUM + sum(name) + sum(size_field))
+    return bytes(header)
 
 
-def sample_bytes(key: str, members: Iterable[tuple[str, bytes]]) -> bytearray:
-    """A sample as it lies in a tar: each ``(extension, bytes)`` member's header, data, padding."""
-    blob = bytearray()
+def sample_pieces(key: str, members: Iterable[tuple[str, bytes]]) -> list[bytes]:
+    """A sample as it lies in a tar, as pieces to write in order (nothing is copied): each
+    ``(extension, bytes)`` member's header, its data and its padding."""
+    pieces: list[bytes] = []
     for ext, data in members:
-        blob += member_header(f"{key}.{ext}".encode(), len(data))
-        blob += data
-        blob += _ZEROS[: _padding(len(data))]
-    return blob
+        pieces.append(member_header(f"{key}.{ext}".encode(), len(data)))
+        pieces.append(data)
+        if pad := _padding(len(data)):
+            pieces.append(_ZEROS[:pad])
+    return pieces
+
+
+class PieceWriter:
+    """Write buffers to a file from ``offset`` on, in ``pwritev`` calls of ``WRITE_BYTES``,
+    without joining them first; hash what is written when given a hash.
+
+    Why not one large write per batch: Linux gives a large write large page-cache folios, and on
+    a VM whose host takes back free memory, fresh large folios cost ~3x more to fill than small
+    ones (1.17 GB in 4 MiB writes took 2.4 s, in 64-128 KiB writes 0.6-0.9 s). ``tar`` and ``cp``
+    write in small pieces too.
+    """
+
+    def __init__(self, fd: int, offset: int = 0, digest: Any = None) -> None:
+        self.fd = fd
+        self.offset = offset
+        self._digest = digest
+        self._pending: list[bytes | bytearray | memoryview] = []
+        self._pending_bytes = 0
+
+    def add(self, data: bytes | bytearray | memoryview) -> None:
+        self.extend((data,))
+
+    def extend(self, pieces: Iterable[bytes | bytearray | memoryview]) -> None:
+        """Queue ``pieces`` in order; write once ``WRITE_BYTES`` are queued (a write holds at
+        most that and one more piece: pieces larger than it are cut)."""
+        for piece in pieces:
+            size = len(piece)
+            if size > WRITE_BYTES:
+                view = memoryview(piece)
+                for start in range(0, size, WRITE_BYTES):
+                    self._queue(view[start : start + WRITE_BYTES], min(WRITE_BYTES, size - start))
+            else:
+                self._queue(piece, size)
+
+    def _queue(self, piece: bytes | bytearray | memoryview, size: int) -> None:
+        self._pending.append(piece)
+        self._pending_bytes += size
+        if self._pending_bytes >= WRITE_BYTES or len(self._pending) >= _MAX_PIECES:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        if self._digest is not None:
+            for piece in self._pending:
+                self._digest.update(piece)
+        written = os.pwritev(self.fd, self._pending, self.offset)
+        if written < self._pending_bytes:  # rare (a signal, a full disk): write the rest
+            rest = memoryview(b"".join(self._pending))[written:]
+            while rest:
+                rest = rest[os.pwrite(self.fd, rest, self.offset + written) :]
+                written = self._pending_bytes - len(rest)
+        self.offset += self._pending_bytes
+        self._pending, self._pending_bytes = [], 0
 
 
 def check_key(key: str) -> None:
@@ -125,30 +183,17 @@ class ShardFile:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self._hash = hashlib.sha256()
-        self._buffer = bytearray()
-        self._size = 0
+        self._out = PieceWriter(self._fd, 0, self._hash)
 
     def append(self, key: str, members: Iterable[tuple[str, bytes]]) -> None:
         """Append one sample: ``(extension, bytes)`` members, in the order given."""
-        self._buffer += sample_bytes(key, members)
-        if len(self._buffer) >= FLUSH_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        # One large write and one large hash update: both release the GIL for their whole
-        # length, and syscalls per sample would cost more than the copy into the buffer.
-        view = memoryview(self._buffer)
-        self._hash.update(view)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        self._size += len(self._buffer)
-        self._buffer = bytearray()
+        self._out.extend(sample_pieces(key, members))
 
     def close(self) -> str:
         """Write the end-of-archive blocks; return the shard's sha256."""
-        pending = self._size + len(self._buffer)
-        self._buffer += bytes(closed_size(pending) - pending)
-        self._flush()
+        self._out.flush()
+        self._out.add(bytes(closed_size(self._out.offset) - self._out.offset))
+        self._out.flush()
         os.close(self._fd)
         return self._hash.hexdigest()
 

@@ -9,7 +9,7 @@ ids with ``random.Random(seed)``.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from synthesis.export.options import ExportError
@@ -31,7 +31,7 @@ class SplitPlan:
         """Nothing held out: no story needs looking at before the frames stream."""
         return cls(frozenset(), frozenset(), None, frozenset())
 
-    def split_of(self, story_id: int, character_ids: list[int]) -> str | None:
+    def split_of(self, story_id: int, character_ids: Iterable[int]) -> str | None:
         """The split of a frame, or None when it must not leave (its story is in neither split,
         or appeared after the plan was made, or a character crossed the line since)."""
         if self.train_stories is None:
