@@ -11,8 +11,10 @@ ten frames, two characters per frame), then for each size:
 
 Page-cache writeback makes single timings of a 1 GB write swing by 2-3x on a small VM, so every
 timed run starts after ``sync`` and tar and export take turns, ``--repeat`` times each; the
-medians are printed. Prints MB/s of both, the ratio (goal ≥ 0.8× tar), and the peak memory at
-each size (goal: flat).
+medians are printed. Prints MB/s of both, the ratio (goal ≥ 0.8× tar), the peak memory at
+each size (goal: flat), and the CPU seconds each used (user + system, the export's writer
+processes included): on a machine with few cores the CPU total, not the wall time of one
+process, is what bounds the export.
 
     .venv/bin/python benchmarks/export_throughput.py [--sizes 7500,75000] [--image-side 64]
         [--repeat 3] [--workers N]
@@ -188,10 +190,15 @@ def populate(size: int, side: int, media: Path) -> None:
 # --- child: export ---------------------------------------------------------------------------
 
 
-def _peak_kib(pid: int) -> int:
-    """A process's peak resident memory since its ``exec`` (VmHWM; 0 once it has exited).
-    ``ru_maxrss`` of a child would count the parent's pages it saw between fork and exec."""
+def _writer_peak_kib(pid: int) -> int:
+    """A writer's peak resident memory (VmHWM; 0 once it has exited, or before it has become a
+    writer). Between fork and exec a child still shares its parent's memory and reports the
+    parent's peak (an occasional 140 MiB "writer" came from there), so only a process already
+    running the writer module counts; ``ru_maxrss`` would count that window too."""
     try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if b"synthesis.export.frame_writers" not in cmdline.read():
+                return 0
         with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
@@ -213,11 +220,20 @@ def watch_writers(peaks: list[int], stop: threading.Event) -> threading.Thread:
 
     def sample() -> None:
         while not stop.wait(0.05):
-            peaks.extend(_peak_kib(pid) for pid in children())
+            peaks.extend(_writer_peak_kib(pid) for pid in children())
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     return thread
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and of its waited-for children (the writers,
+    or ``tar``)."""
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def export(out: Path, workers: int | None) -> None:
@@ -230,6 +246,7 @@ def export(out: Path, workers: int | None) -> None:
     watcher = watch_writers(writer_peaks, stop)
 
     os.sync()
+    cpu_before = _cpu_seconds()
     started = time.perf_counter()
     manifest = dataset_export(
         out=out,
@@ -237,6 +254,7 @@ def export(out: Path, workers: int | None) -> None:
         workers=workers,
     )
     seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_before
     stop.set()
     watcher.join()
     shard_bytes = sum(f["bytes"] for n, f in manifest["files"].items() if n.endswith(".tar"))
@@ -245,6 +263,7 @@ def export(out: Path, workers: int | None) -> None:
             {
                 "frames": manifest["counts"]["frames"],
                 "seconds": seconds,
+                "cpu_seconds": cpu,
                 "bytes": shard_bytes,
                 "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                 "writer_maxrss_kib": max(writer_peaks),
@@ -268,19 +287,22 @@ def run_child(env: dict[str, str], *args: str) -> str:
     return proc.stdout
 
 
-def tar_baseline(workdir: Path, media: Path, size: int, side: int) -> tuple[float, int]:
+def tar_baseline(workdir: Path, media: Path, size: int, side: int) -> tuple[float, int, float]:
+    """Seconds, bytes and CPU seconds of ``tar -cf`` over the same image files."""
     names = [n for n, _ in json.loads((media / f"images-{side}.json").read_text())[:size]]
     listing = workdir / f"list-{size}.txt"
     listing.write_text("\n".join(names) + "\n")
     target = workdir / f"baseline-{size}.tar"
     os.sync()
+    cpu_before = _cpu_seconds()
     started = time.perf_counter()
     subprocess.run(["tar", "-cf", str(target), "-C", str(media), "-T", str(listing)], check=True)
     seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_before
     nbytes = target.stat().st_size
     target.unlink()
     os.sync()
-    return seconds, nbytes
+    return seconds, nbytes, cpu
 
 
 def main() -> None:
@@ -324,15 +346,17 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
             runs.append(json.loads(run_child(env, "export", str(out), workers).splitlines()[-1]))
             shutil.rmtree(out, ignore_errors=True)
-        tar_s = statistics.median(t for t, _ in tars)
+        tar_s = statistics.median(t for t, _, _ in tars)
         tar_bytes = tars[0][1]
         figures = dict(runs[0])
         figures["seconds"] = statistics.median(r["seconds"] for r in runs)
+        figures["cpu_seconds"] = statistics.median(r["cpu_seconds"] for r in runs)
+        figures["tar_cpu_seconds"] = statistics.median(c for _, _, c in tars)
         for peak in ("maxrss_kib", "writer_maxrss_kib"):
             figures[peak] = max(r[peak] for r in runs)
         print(
             f"{size} frames: export s {[round(r['seconds'], 2) for r in runs]}, "
-            f"tar s {[round(t, 2) for t, _ in tars]}",
+            f"tar s {[round(t, 2) for t, _, _ in tars]}",
             file=sys.stderr,
         )
         exp_mbs = figures["bytes"] / figures["seconds"] / 1e6
@@ -341,14 +365,15 @@ def main() -> None:
     print(
         f"{'frames':>8} {'export MB':>10} {'export s':>9} {'export MB/s':>12} "
         f"{'tar MB':>8} {'tar s':>7} {'tar MB/s':>9} {'ratio':>6} {'peak RSS MiB':>13} "
-        f"{'writer MiB':>11}"
+        f"{'writer MiB':>11} {'export CPU s':>13} {'tar CPU s':>10}"
     )
     for size, fig, exp_mbs, tar_mbs, tar_s, tar_bytes in results:
         print(
             f"{size:>8} {fig['bytes'] / 1e6:>10.1f} {fig['seconds']:>9.2f} {exp_mbs:>12.1f} "
             f"{tar_bytes / 1e6:>8.1f} {tar_s:>7.2f} {tar_mbs:>9.1f} "
             f"{exp_mbs / tar_mbs:>6.2f} {fig['maxrss_kib'] / 1024:>13.1f} "
-            f"{fig['writer_maxrss_kib'] / 1024:>11.1f}"
+            f"{fig['writer_maxrss_kib'] / 1024:>11.1f} {fig['cpu_seconds']:>13.2f} "
+            f"{fig['tar_cpu_seconds']:>10.2f}"
         )
     if len(results) >= 2:
         for peak, what in (("maxrss_kib", "exporting process"), ("writer_maxrss_kib", "writer")):
