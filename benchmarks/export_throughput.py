@@ -17,7 +17,7 @@ processes included): on a machine with few cores the CPU total, not the wall tim
 process, is what bounds the export.
 
     .venv/bin/python benchmarks/export_throughput.py [--sizes 7500,75000] [--image-side 64]
-        [--repeat 3] [--workers N]
+        [--repeat 3] [--workers N] [--planners N]
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def export(out: Path, workers: int | None) -> None:
+def export(out: Path, workers: int | None, planners: int | None) -> None:
     setup_django()
     from synthesis.export.options import ExportOptions
     from synthesis.export.service import dataset_export
@@ -252,6 +252,7 @@ def export(out: Path, workers: int | None) -> None:
         out=out,
         options=ExportOptions(formats=("webdataset",), shard_max_bytes=256 << 20),
         workers=workers,
+        planners=planners,
     )
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_before
@@ -314,13 +315,20 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="export writer processes (default: setting)"
     )
+    parser.add_argument(
+        "--planners", type=int, default=None, help="export planner processes (default: setting)"
+    )
     parser.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         if args.child[0] == "populate":
             populate(int(args.child[1]), int(args.child[2]), Path(args.child[3]))
         else:
-            export(Path(args.child[1]), None if args.child[2] == "-" else int(args.child[2]))
+            export(
+                Path(args.child[1]),
+                None if args.child[2] == "-" else int(args.child[2]),
+                None if args.child[3] == "-" else int(args.child[3]),
+            )
         return
     workdir: Path = args.workdir
     media = workdir / "media"
@@ -337,6 +345,7 @@ def main() -> None:
                 f"populated {size} frames in {time.perf_counter() - started:.0f}s", file=sys.stderr
             )
     workers = "-" if args.workers is None else str(args.workers)
+    planners = "-" if args.planners is None else str(args.planners)
     for size in sorted(sizes):
         env = django_env(workdir, size, args.image_side)
         out = workdir / f"out-{size}"
@@ -344,7 +353,9 @@ def main() -> None:
         for _ in range(args.repeat):
             tars.append(tar_baseline(workdir, media, size, args.image_side))
             shutil.rmtree(out, ignore_errors=True)
-            runs.append(json.loads(run_child(env, "export", str(out), workers).splitlines()[-1]))
+            runs.append(
+                json.loads(run_child(env, "export", str(out), workers, planners).splitlines()[-1])
+            )
             shutil.rmtree(out, ignore_errors=True)
         tar_s = statistics.median(t for t, _, _ in tars)
         tar_bytes = tars[0][1]

@@ -77,6 +77,11 @@ HILAPP_EXPORT_DIR = env_str("HILAPP_EXPORT_DIR")
 HILAPP_EXPORT_WORKERS = env_int(
     "HILAPP_EXPORT_WORKERS", min(8, len(os.sched_getaffinity(0))), minimum=0
 )
+# Planner processes of a dataset export (0: plan in the exporting process). They pay off only
+# with cores to spare next to the writers: none below 3 cores, then 3 per 8 cores, up to 6.
+HILAPP_EXPORT_PLANNERS = env_int(
+    "HILAPP_EXPORT_PLANNERS", min(6, len(os.sched_getaffinity(0)) * 3 // 8), minimum=0
+)
 # Redis for the cross-worker rate limiter and circuit breaker; process-local when unset.
 HILAPP_REDIS_URL = env_str("HILAPP_REDIS_URL") or (
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None

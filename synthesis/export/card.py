@@ -8,7 +8,10 @@ byte-identical PNGs.
 
 from __future__ import annotations
 
+import os
+import traceback
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,23 @@ class DatasetStats:
             self.poses[entry.pid] += 1
             self.expressions[entry.eid] += 1
             self.compositions[entry.ctag] += 1
+
+    def merge(self, other: DatasetStats) -> None:
+        """Add the statistics of other stories (a planner's chunk: no story is in both)."""
+        self.frames.update(other.frames)
+        for mine, theirs in ((self.stories, other.stories), (self.characters, other.characters)):
+            for split, ids in theirs.items():
+                mine.setdefault(split, set()).update(ids)
+        for counter in (
+            "character_count",
+            "story_frames",
+            "poses",
+            "expressions",
+            "compositions",
+            "genres",
+            "approval_paths",
+        ):
+            getattr(self, counter).update(getattr(other, counter))
 
     def sequence_lengths(self) -> Counter[int]:
         return Counter(self.story_frames.values())
@@ -136,6 +156,38 @@ def _controls(path: Path, stats: DatasetStats) -> None:
     _save(fig, path)
 
 
+def _draw_all(plots: list[Callable[[], None]]) -> None:
+    """Draw the plots at once, each in a forked process (laying out text is most of the
+    card's time, and it is the last thing an export waits for); one after the other where
+    there is no ``fork``. The files are the same either way."""
+    if not hasattr(os, "fork"):
+        for plot in plots:
+            plot()
+        return
+    children = [_fork_drawing(plot) for plot in plots]
+    failed = [
+        n for n, pid in enumerate(children) if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    ]
+    if failed:
+        raise RuntimeError(f"drawing the dataset card's plots {failed} failed (see the log above)")
+
+
+def _fork_drawing(plot: Callable[[], None]) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        plot()
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        # Leave without running what the exporting process registered to run at exit, and
+        # without closing its database connections (they are shared with it).
+        os._exit(code)
+
+
 def write_card(
     out: Path,
     *,
@@ -155,20 +207,24 @@ def write_card(
         "heatmap": plots / "subject_x_profession.png",
         "controls": plots / "control_frequencies.png",
     }
-    _bar(
-        files["character_count"],
-        _sorted(stats.character_count),
-        "Characters per frame",
-        "characters in the frame",
+    _draw_all(
+        [
+            lambda: _bar(
+                files["character_count"],
+                _sorted(stats.character_count),
+                "Characters per frame",
+                "characters in the frame",
+            ),
+            lambda: _bar(
+                files["sequence_length"],
+                _sorted(stats.sequence_lengths()),
+                "Frames per story (sequence length)",
+                "exported frames in the story",
+            ),
+            lambda: _heatmap(files["heatmap"], infos),
+            lambda: _controls(files["controls"], stats),
+        ]
     )
-    _bar(
-        files["sequence_length"],
-        _sorted(stats.sequence_lengths()),
-        "Frames per story (sequence length)",
-        "exported frames in the story",
-    )
-    _heatmap(files["heatmap"], infos)
-    _controls(files["controls"], stats)
     summary = stats.summary(characters)
     readme = out / "README.md"
     readme.write_text(_card_text(summary, manifest_counts, layout, files, out))

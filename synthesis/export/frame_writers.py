@@ -63,13 +63,12 @@ class FrameSample(NamedTuple):
     size: int  # bytes of the image when it was planned
     sha256: str  # the stored digest the image must still have
     copy_to: str  # where the OmniGen2 copy goes ("" for none)
+    tar_bytes: int  # bytes the sample takes in a shard (frame_tar_bytes)
 
-    def tar_bytes(self) -> int:
-        return (
-            member_tar_bytes(len(self.json))
-            + member_tar_bytes(self.size)
-            + member_tar_bytes(len(self.txt))
-        )
+
+def frame_tar_bytes(json: bytes, txt: bytes, image_size: int) -> int:
+    """Bytes a frame sample takes in a shard: its three members."""
+    return member_tar_bytes(len(json)) + member_tar_bytes(image_size) + member_tar_bytes(len(txt))
 
 
 def read_file(path: str, size: int) -> bytes:
@@ -228,7 +227,7 @@ class FrameWriters:
         if not (self.shards or sample.copy_to):
             return name  # nothing of the image leaves (a Parquet-only export): leave it unread
         if self.shards:
-            tar_bytes = sample.tar_bytes()
+            tar_bytes = sample.tar_bytes
             number, opens = stream.cutter.place(tar_bytes)
             if opens:
                 self._close_shard(stream)

@@ -144,10 +144,21 @@ def rows(queryset: QuerySet[Any]) -> Iterator[tuple[Any, ...]]:
 
 
 def frame_records(
-    *, include_partial: bool, characters: dict[int, CharacterInfo]
+    *,
+    include_partial: bool,
+    characters: dict[int, CharacterInfo],
+    stories: tuple[int, int] | None = None,
 ) -> Iterator[FrameRecord]:
-    """Every exportable frame with its cast, in ``(story_id, index)`` order, streamed."""
+    """Every exportable frame with its cast, in ``(story_id, index)`` order, streamed; only
+    those of the stories with ids in ``[lo, hi)`` when ``stories`` is given."""
     frames = exportable_frames(include_partial=include_partial)
+    casts = FrameCharacter.objects.filter(
+        frame__status=FrameStatus.APPROVED,
+        frame__story__status__in=story_statuses(include_partial=include_partial),
+    )
+    if stories is not None:
+        frames = frames.filter(story_id__gte=stories[0], story_id__lt=stories[1])
+        casts = casts.filter(frame__story_id__gte=stories[0], frame__story_id__lt=stories[1])
     frame_rows = frames.values_list(
         "id",
         "story_id",
@@ -166,12 +177,9 @@ def frame_records(
     # exportable frames' cast that spares the database the selection's subqueries; the merge
     # below keeps only the rows of frames that the frame cursor yields.
     cast_rows = rows(
-        FrameCharacter.objects.filter(
-            frame__status=FrameStatus.APPROVED,
-            frame__story__status__in=story_statuses(include_partial=include_partial),
+        casts.order_by("frame__story_id", "frame__index", "slot").values_list(
+            "frame__story_id", "frame__index", "character_id", "pid", "eid", "ctag"
         )
-        .order_by("frame__story_id", "frame__index", "slot")
-        .values_list("frame__story_id", "frame__index", "character_id", "pid", "eid", "ctag")
     )
     pending = next(cast_rows, None)
     for row in rows(frame_rows):

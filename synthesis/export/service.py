@@ -17,17 +17,16 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
-import orjson
 from django.conf import settings
 from django.core.files.storage import default_storage
 
 from synthesis.artifacts import read_bytes
 from synthesis.export.card import DatasetStats, write_card
-from synthesis.export.frame_writers import FrameSample, FrameWriters, read_file
+from synthesis.export.frame_writers import FrameWriters, read_file
 from synthesis.export.options import (
     EXPORT_MARKER,
     MANIFEST_NAME,
@@ -37,11 +36,18 @@ from synthesis.export.options import (
     is_previous_export,
 )
 from synthesis.export.parquet import ParquetIndex
+from synthesis.export.planning import (
+    FramePlanner,
+    ImageLocator,
+    Planned,
+    PlannedFrame,
+    Selection,
+    dumps,
+    planned_in_order,
+)
 from synthesis.export.selection import (
     CharacterInfo,
-    FrameRecord,
     exportable_frames,
-    frame_records,
     locked_characters,
     story_characters,
 )
@@ -53,12 +59,7 @@ PROGRESS_EVERY = 256
 Progress = Callable[[int, int], None]
 
 
-def _dumps(value: Any) -> bytes:
-    """Compact JSON with sorted keys (the same value always gives the same bytes)."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
-class _Images:
+class _Images(ImageLocator):
     """Where stored images are read from: straight from disk when the storage is a local
     folder (the writer processes open the files themselves), through the storage otherwise."""
 
@@ -99,28 +100,6 @@ class _Images:
         return self.read(located, self.size(located))
 
 
-def frame_metadata(record: FrameRecord, split: str) -> dict[str, Any]:
-    return {
-        "key": record.key,
-        "split": split,
-        "story_id": record.story_id,
-        "story_title": record.title,
-        "frame_index": record.index,
-        "genre": record.genre,
-        "text": record.text,
-        "characters": [
-            {"cid": c.cid, "pid": c.pid, "eid": c.eid, "ctag": c.ctag} for c in record.cast
-        ],
-        "approval_path": record.approval_path,
-        "audit": record.audit,
-        "models": {
-            "synthesizer": record.synthesizer_model,
-            "arbitrator": record.arbitrator_model,
-        },
-        "image_sha256": record.image_sha256,
-    }
-
-
 def character_metadata(info: CharacterInfo, split: str) -> dict[str, Any]:
     return {
         "cid": info.cid,
@@ -150,7 +129,7 @@ class _Writers:
             read=images.read,
         )
         self.parquet = ParquetIndex(root / "index.parquet") if "parquet" in self.formats else None
-        self.jsonl: dict[str, TextIO] = {}
+        self.jsonl: dict[str, BinaryIO] = {}
         self.files: dict[Path, str] = {}  # sha256 of files whose digest is already known
 
     def shard(self, split: str, prefix: str) -> ShardWriter:
@@ -158,12 +137,12 @@ class _Writers:
             self.root / "webdataset" / split, prefix, max_bytes=self.options.shard_max_bytes
         )
 
-    def omnigen2_line(self, split: str, line: dict[str, Any]) -> None:
+    def omnigen2_line(self, split: str, line: bytes) -> None:
         if split not in self.jsonl:
             path = self.root / "omnigen2" / f"{split}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.jsonl[split] = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
-        self.jsonl[split].write(_dumps(line).decode() + "\n")
+            self.jsonl[split] = open(path, "wb")  # noqa: SIM115 - closed below
+        self.jsonl[split].write(line + b"\n")
 
     def image_file(self, relative: str, data: bytes, digest: str) -> None:
         path = self.root / relative
@@ -197,23 +176,39 @@ def dataset_export(
     options: ExportOptions,
     progress: Progress | None = None,
     workers: int | None = None,
+    planners: int | None = None,
 ) -> dict[str, Any]:
     """Export the approved data to ``out``; return the manifest. Raises ExportError early for
     bad arguments, before anything is written. ``workers`` (writer processes; 0 writes in this
-    process) changes how fast, never what is written."""
+    process) and ``planners`` (planner processes; 0 plans in this process) change how fast,
+    never what is written."""
     out = Path(out).absolute()
     check_out_dir(out)
     if workers is not None and workers < 0:
         raise ExportError(f"workers must be 0 or more, not {workers}.")
+    if planners is not None and planners < 0:
+        raise ExportError(f"planners must be 0 or more, not {planners}.")
     characters = locked_characters()
     plan = _split_plan(options)
-    total = exportable_frames(include_partial=options.include_partial_stories).count()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        writers = _Writers(
-            tmp, options, _Images(), settings.HILAPP_EXPORT_WORKERS if workers is None else workers
+        images = _Images()
+        selection = Selection(
+            include_partial=options.include_partial_stories,
+            characters=characters,
+            split_plan=plan,
+            planner=FramePlanner(frozenset(options.formats), tmp, images),
         )
-        manifest = _write_all(writers, plan, characters, total, progress)
+        # Planners are forked before the writers start, so they hold none of the writers' pipes.
+        with planned_in_order(
+            selection, settings.HILAPP_EXPORT_PLANNERS if planners is None else planners
+        ) as chunks:
+            # Counted while the planners start (the progress bar's total).
+            total = exportable_frames(include_partial=options.include_partial_stories).count()
+            writers = _Writers(
+                tmp, options, images, settings.HILAPP_EXPORT_WORKERS if workers is None else workers
+            )
+            manifest = _write_all(writers, chunks, plan, characters, total, progress)
         os.chmod(tmp, 0o755)
         _publish(tmp, out)
     except BaseException:
@@ -235,6 +230,7 @@ def _split_plan(options: ExportOptions) -> SplitPlan:
 
 def _write_all(
     writers: _Writers,
+    chunks: Iterator[Planned],
     plan: SplitPlan,
     characters: dict[int, CharacterInfo],
     total: int,
@@ -245,18 +241,21 @@ def _write_all(
     skipped = done = 0
     try:
         with _gc_paused():
-            for record in frame_records(
-                include_partial=options.include_partial_stories, characters=characters
-            ):
-                split = plan.split_of(record.story_id, (c.character_id for c in record.cast))
-                if split is None or not record.all_locked:
-                    skipped += 1  # left the selection or crossed the split while we ran
-                    continue
-                _write_frame(writers, record, split)
-                stats.add(record, split)
-                done += 1
-                if progress is not None and done % PROGRESS_EVERY == 0:
-                    progress(done, total)
+            for frames, tally in chunks:
+                planned = iter(frames)
+                try:
+                    for frame in planned:
+                        _emit(writers, frame)
+                        done += 1
+                        if progress is not None and done % PROGRESS_EVERY == 0:
+                            progress(done, total)
+                finally:
+                    # A stream holds a database cursor: close it now, not whenever it is
+                    # collected (by then it could be inside another transaction).
+                    if isinstance(planned, Generator):
+                        planned.close()
+                stats.merge(tally.stats)
+                skipped += tally.skipped  # left the selection or crossed the split meanwhile
         _write_characters(writers, stats, characters)
         counts = _counts(stats, plan, skipped)
         layout = _layout(options)
@@ -319,63 +318,17 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _write_frame(writers: _Writers, record: FrameRecord, split: str) -> None:
-    if not record.image_sha256:
-        raise ExportError(f"frame {record.key} has no stored sha256: its image cannot be checked")
-    meta = frame_metadata(record, split)
-    text = record.text.encode()
-    located = writers.images.locate(record.image)
-    size = writers.images.size(located)
-    omni_image = copy_to = ""
-    if "omnigen2" in writers.formats:
-        omni_image = f"images/frames/{record.key}.png"
-        copy_path = writers.root / "omnigen2" / omni_image
-        copy_to = str(copy_path)
-        writers.files[copy_path] = record.image_sha256  # checked by the writer that copies it
-        writers.omnigen2_line(
-            split,
-            {
-                "task_type": "ic",
-                "instruction": record.text,
-                "input_images": [f"images/characters/{cid}.png" for cid in record.cids],
-                "output_image": omni_image,
-            },
-        )
-    shard_name = writers.frames.add(
-        split,
-        FrameSample(
-            key=record.key,
-            json=_dumps(meta),
-            txt=text,
-            image=located,
-            size=size,
-            sha256=record.image_sha256,
-            copy_to=copy_to,
-        ),
-    )
-    if writers.parquet is not None:
-        writers.parquet.add(
-            {
-                "key": record.key,
-                "split": split,
-                "story_id": record.story_id,
-                "frame_index": record.index,
-                "genre": record.genre,
-                "story_title": record.title,
-                "frame_text": record.text,
-                "approval_path": record.approval_path,
-                "audit": record.audit,
-                "synthesizer_model": record.synthesizer_model,
-                "arbitrator_model": record.arbitrator_model,
-                "image_sha256": record.image_sha256,
-                "image_bytes": size,
-                "character_count": len(record.cast),
-                "cids": record.cids,
-                "characters": meta["characters"],
-                "shard": shard_name,
-                "omnigen2_image": f"omnigen2/{omni_image}" if omni_image else "",
-            }
-        )
+def _emit(writers: _Writers, frame: PlannedFrame) -> None:
+    """Place a planned frame: its shard, its Parquet row, its OmniGen2 line (in export order)."""
+    sample = frame.sample
+    shard = writers.frames.add(frame.split, sample)
+    if frame.omnigen2_line:
+        # Its sha256 is the stored one: the writer that copies the image checks it.
+        writers.files[Path(sample.copy_to)] = sample.sha256
+        writers.omnigen2_line(frame.split, frame.omnigen2_line)
+    if writers.parquet is not None and frame.parquet_row is not None:
+        frame.parquet_row["shard"] = shard
+        writers.parquet.add(frame.parquet_row)
 
 
 def _write_characters(
@@ -396,7 +349,7 @@ def _write_characters(
             digest = hashlib.sha256(image).hexdigest()
             if shards is not None:
                 shards.write(
-                    info.cid, {"json": _dumps(character_metadata(info, split)), "png": image}
+                    info.cid, {"json": dumps(character_metadata(info, split)), "png": image}
                 )
             if "omnigen2" in writers.formats:
                 writers.image_file(f"omnigen2/images/characters/{info.cid}.png", image, digest)

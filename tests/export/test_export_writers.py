@@ -1,6 +1,6 @@
 """Exports written by writer processes: the same bytes whatever their number; a bad image or a
 dead writer fails the export with the reason and publishes nothing; a Celery worker's prefork
-child (a daemonic process) can start them."""
+child (a daemonic process) can start them, and fork planners."""
 
 from __future__ import annotations
 
@@ -98,11 +98,12 @@ def test_bad_worker_count_is_refused(simulated: Simulated, tmp_path: Path) -> No
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_export_job_on_a_real_worker_uses_writer_processes(
+def test_an_export_job_on_a_real_worker_uses_writer_and_planner_processes(
     simulated: Simulated, celery_workers: Any, settings: Any, tmp_path: Path
 ) -> None:
     settings.HILAPP_EXPORT_DIR = str(tmp_path / "exports")
     celery_workers.env["HILAPP_EXPORT_WORKERS"] = "2"
+    celery_workers.env["HILAPP_EXPORT_PLANNERS"] = "2"
     celery_workers.start(concurrency=1)  # a prefork child: daemonic
     job = export_job_start(params={"formats": ["webdataset"], "shard_max_bytes": 40960})
 
@@ -112,6 +113,7 @@ def test_an_export_job_on_a_real_worker_uses_writer_processes(
     wait_until(finished, timeout=120, message=f"export job {job.pk}\n{celery_workers.logs()}")
     job.refresh_from_db()
     assert job.status == ExportStatus.DONE, job.error
+    assert "export: 2 planner processes" in celery_workers.logs()
     reference = _export_to(
         tmp_path / "inline",
         ExportOptions(formats=("webdataset",), shard_max_bytes=40960),
