@@ -100,6 +100,10 @@ def test_command_writes_the_dataset(simulated: Simulated, tmp_path: Path, capsys
 def test_command_reports_bad_arguments(simulated: Simulated, tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="Unknown format"):
         call_command("export_dataset", "--out", str(tmp_path / "o"), "--format", "zip")
+    for flag in ("--workers", "--planners"):
+        with pytest.raises(CommandError, match=f"{flag[2:]} must be 0 or more"):
+            call_command("export_dataset", "--out", str(tmp_path / "o"), flag, "-1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["media"]
 
 
 def test_export_job_runs_to_done(

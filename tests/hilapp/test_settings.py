@@ -81,7 +81,7 @@ def test_a_bad_setting_names_the_variable(tmp_path: Path) -> None:
 def test_export_settings_come_from_the_environment(tmp_path: Path) -> None:
     script = (
         "from synthesis.export.jobs import exports_root; from django.conf import settings; "
-        "print(exports_root(), settings.HILAPP_EXPORT_WORKERS)"
+        "print(exports_root(), settings.HILAPP_EXPORT_WORKERS, settings.HILAPP_EXPORT_PLANNERS)"
     )
     clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     clean.update(
@@ -89,6 +89,7 @@ def test_export_settings_come_from_the_environment(tmp_path: Path) -> None:
         DJANGO_SETTINGS_MODULE="hilapp.settings.base",
         HILAPP_EXPORT_DIR=str(tmp_path / "exports-here"),
         HILAPP_EXPORT_WORKERS="3",
+        HILAPP_EXPORT_PLANNERS="5",
     )
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", script],
@@ -99,9 +100,14 @@ def test_export_settings_come_from_the_environment(tmp_path: Path) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1].split() == [str(tmp_path / "exports-here"), "3"]
-    clean["HILAPP_EXPORT_WORKERS"] = "-1"
-    bad = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=clean, capture_output=True, text=True
-    )
-    assert bad.returncode != 0 and "HILAPP_EXPORT_WORKERS" in bad.stderr
+    assert result.stdout.splitlines()[-1].split() == [str(tmp_path / "exports-here"), "3", "5"]
+    for name in ("HILAPP_EXPORT_WORKERS", "HILAPP_EXPORT_PLANNERS"):
+        wrong = dict(clean, **{name: "-1"})
+        bad = subprocess.run(
+            [sys.executable, "manage.py", "check"],
+            cwd=ROOT,
+            env=wrong,
+            capture_output=True,
+            text=True,
+        )
+        assert bad.returncode != 0 and name in bad.stderr

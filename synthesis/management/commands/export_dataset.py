@@ -46,6 +46,14 @@ class Command(BaseCommand):
             help="writer processes (default: HILAPP_EXPORT_WORKERS, one per core); 0 writes in "
             "this process. The output is the same whatever N.",
         )
+        parser.add_argument(
+            "--planners",
+            type=int,
+            default=None,
+            metavar="N",
+            help="planner processes (default: HILAPP_EXPORT_PLANNERS, 3 per 8 cores); 0 plans in "
+            "this process. The output is the same whatever N.",
+        )
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, **opts: Any) -> None:
@@ -68,7 +76,11 @@ class Command(BaseCommand):
 
             try:
                 manifest = dataset_export(
-                    out=opts["out"], options=options, progress=progress, workers=opts["workers"]
+                    out=opts["out"],
+                    options=options,
+                    progress=progress,
+                    workers=opts["workers"],
+                    planners=opts["planners"],
                 )
             finally:
                 bar.close()
