@@ -135,39 +135,38 @@ def _heatmap(path: Path, characters: list[CharacterInfo]) -> None:
     _save(fig, path)
 
 
-def _controls(path: Path, stats: DatasetStats) -> None:
-    tables = (
-        ("pose", stats.poses),
-        ("expression", stats.expressions),
-        ("composition", stats.compositions),
-    )
-    height = max(3.0, 0.18 * max((len(t) for _, t in tables), default=1) + 1.5)
-    fig = Figure(figsize=(15, height))
-    for n, (what, counter) in enumerate(tables, start=1):
-        ax = fig.add_subplot(1, 3, n)
-        items = sorted(counter.items())
-        ax.barh(range(len(items)), [v for _, v in items], color="#55a868")
-        ax.set_yticks(range(len(items)), [k for k, _ in items])
-        ax.invert_yaxis()
-        ax.tick_params(axis="y", labelsize=7)
-        ax.set_title(f"{what} frequency")
+def _frequencies(path: Path, what: str, counter: Counter[str]) -> None:
+    """A horizontal bar per value of one control (pose, expression or composition tag); one
+    figure per control, so the three are drawn at once."""
+    items = sorted(counter.items())
+    fig = Figure(figsize=(5, max(3.0, 0.18 * len(items) + 1.5)))
+    ax = fig.add_subplot()
+    ax.barh(range(len(items)), [v for _, v in items], color="#55a868")
+    ax.set_yticks(range(len(items)), [k for k, _ in items])
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title(f"{what} frequency")
     # Fixed margins: tight_layout measures every label and costs seconds with ~60 of them.
-    fig.subplots_adjust(left=0.12, right=0.99, wspace=0.55, top=0.95, bottom=0.05)
+    fig.subplots_adjust(left=0.3, right=0.97, top=0.95, bottom=0.05)
     _save(fig, path)
 
 
-def _draw_all(plots: list[Callable[[], None]]) -> None:
-    """Draw the plots at once, each in a forked process (laying out text is most of the
-    card's time, and it is the last thing an export waits for); one after the other where
-    there is no ``fork``. The files are the same either way."""
+def _draw_all(plots: list[Callable[[], None]], meanwhile: Callable[[], None]) -> None:
+    """Draw the plots at once, each in a forked process, and run ``meanwhile`` while they are
+    drawn (laying out text is most of the card's time, and the card comes last in an export:
+    its shards can be finished meanwhile). Where there is no ``fork``, one after the other.
+    The files are the same either way."""
     if not hasattr(os, "fork"):
+        meanwhile()
         for plot in plots:
             plot()
         return
     children = [_fork_drawing(plot) for plot in plots]
-    failed = [
-        n for n, pid in enumerate(children) if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    ]
+    try:
+        meanwhile()
+    finally:
+        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    failed = [n for n, code in enumerate(codes) if code]
     if failed:
         raise RuntimeError(f"drawing the dataset card's plots {failed} failed (see the log above)")
 
@@ -195,8 +194,10 @@ def write_card(
     characters: dict[int, CharacterInfo],
     manifest_counts: dict[str, Any],
     layout: dict[str, str],
+    meanwhile: Callable[[], None] = lambda: None,
 ) -> list[Path]:
-    """Draw the plots and write ``README.md``; return the files written."""
+    """Draw the plots and write ``README.md``, running ``meanwhile`` while the plots are drawn;
+    return the files written."""
     plots = out / PLOT_DIR
     plots.mkdir(parents=True, exist_ok=True)
     used = sorted(set().union(*stats.characters.values()) if stats.characters else set())
@@ -205,7 +206,9 @@ def write_card(
         "character_count": plots / "characters_per_frame.png",
         "sequence_length": plots / "frames_per_story.png",
         "heatmap": plots / "subject_x_profession.png",
-        "controls": plots / "control_frequencies.png",
+        "poses": plots / "pose_frequencies.png",
+        "expressions": plots / "expression_frequencies.png",
+        "compositions": plots / "composition_frequencies.png",
     }
     _draw_all(
         [
@@ -222,8 +225,11 @@ def write_card(
                 "exported frames in the story",
             ),
             lambda: _heatmap(files["heatmap"], infos),
-            lambda: _controls(files["controls"], stats),
-        ]
+            lambda: _frequencies(files["poses"], "pose", stats.poses),
+            lambda: _frequencies(files["expressions"], "expression", stats.expressions),
+            lambda: _frequencies(files["compositions"], "composition", stats.compositions),
+        ],
+        meanwhile,
     )
     summary = stats.summary(characters)
     readme = out / "README.md"
@@ -298,7 +304,8 @@ characters by split: {summary["characters"]}.
 
 ### Pose, expression and composition frequencies
 
-![control frequencies]({rel["controls"]})
+![pose frequencies]({rel["poses"]}) ![expression frequencies]({rel["expressions"]})
+![composition frequencies]({rel["compositions"]})
 
 {_table(summary["poses"], "pose")}
 

@@ -259,12 +259,16 @@ def _write_all(
         _write_characters(writers, stats, characters)
         counts = _counts(stats, plan, skipped)
         layout = _layout(options)
-        # The card is drawn while the writer processes finish the last shards.
+        # The writers finish the last shards while the card is drawn.
         for path in write_card(
-            root, stats=stats, characters=characters, manifest_counts=counts, layout=layout
+            root,
+            stats=stats,
+            characters=characters,
+            manifest_counts=counts,
+            layout=layout,
+            meanwhile=writers.finish_frames,
         ):
             writers.files[path] = _sha256_file(path)
-        writers.finish_frames()
     except BaseException:
         writers.frames.abort()
         raise

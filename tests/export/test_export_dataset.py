@@ -166,7 +166,9 @@ def test_dataset_card_has_statistics_and_plots(exported: tuple[Path, dict]) -> N
         "characters_per_frame",
         "frames_per_story",
         "subject_x_profession",
-        "control_frequencies",
+        "pose_frequencies",
+        "expression_frequencies",
+        "composition_frequencies",
     ):
         assert f"card/{plot}.png" in card
         Image.open(out / "card" / f"{plot}.png").verify()

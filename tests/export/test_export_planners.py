@@ -118,6 +118,8 @@ def test_a_plot_that_fails_fails_the_card(tmp_path: Path) -> None:
     def broken() -> None:
         raise ValueError("no such colormap")
 
+    meanwhile: list[str] = []
     with pytest.raises(RuntimeError, match=r"plots \[1\] failed"):
-        card._draw_all([fine, broken])
+        card._draw_all([fine, broken], lambda: meanwhile.append("shards finished"))
     assert drawn.read_text() == "yes"  # drawn in a child, written where the parent sees it
+    assert meanwhile == ["shards finished"]
