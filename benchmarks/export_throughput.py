@@ -208,8 +208,27 @@ def _writer_peak_kib(pid: int) -> int:
     return 0
 
 
-def watch_writers(peaks: list[int], stop: threading.Event) -> threading.Thread:
-    """Sample the peak memory of this process's children (the writers) until ``stop``."""
+def _forked_private_kib(pid: int) -> int:
+    """The memory a forked child (a planner, a plot drawer) has of its own: its private pages
+    (those it allocated or copied on write). Its VmHWM would also count every page it still
+    shares with the exporting process."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            if b"synthesis.export.frame_writers" in cmdline.read():
+                return 0
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            return sum(
+                int(line.split()[1]) for line in rollup if line.startswith(("Private_", "Swap:"))
+            )
+    except OSError:
+        return 0
+
+
+def watch_children(
+    writer_peaks: list[int], forked_peaks: list[int], stop: threading.Event
+) -> threading.Thread:
+    """Sample the peak memory of this process's children until ``stop``: the writers' VmHWM,
+    and the private memory of the forked planners and plot drawers."""
 
     def children() -> list[int]:
         pids: list[int] = []
@@ -220,7 +239,9 @@ def watch_writers(peaks: list[int], stop: threading.Event) -> threading.Thread:
 
     def sample() -> None:
         while not stop.wait(0.05):
-            peaks.extend(_writer_peak_kib(pid) for pid in children())
+            for pid in children():
+                writer_peaks.append(_writer_peak_kib(pid))
+                forked_peaks.append(_forked_private_kib(pid))
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
@@ -241,9 +262,9 @@ def export(out: Path, workers: int | None, planners: int | None) -> None:
     from synthesis.export.options import ExportOptions
     from synthesis.export.service import dataset_export
 
-    writer_peaks = [0]
+    writer_peaks, forked_peaks = [0], [0]
     stop = threading.Event()
-    watcher = watch_writers(writer_peaks, stop)
+    watcher = watch_children(writer_peaks, forked_peaks, stop)
 
     os.sync()
     cpu_before = _cpu_seconds()
@@ -268,6 +289,7 @@ def export(out: Path, workers: int | None, planners: int | None) -> None:
                 "bytes": shard_bytes,
                 "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                 "writer_maxrss_kib": max(writer_peaks),
+                "forked_private_kib": max(forked_peaks),
             }
         )
     )
@@ -363,7 +385,7 @@ def main() -> None:
         figures["seconds"] = statistics.median(r["seconds"] for r in runs)
         figures["cpu_seconds"] = statistics.median(r["cpu_seconds"] for r in runs)
         figures["tar_cpu_seconds"] = statistics.median(c for _, _, c in tars)
-        for peak in ("maxrss_kib", "writer_maxrss_kib"):
+        for peak in ("maxrss_kib", "writer_maxrss_kib", "forked_private_kib"):
             figures[peak] = max(r[peak] for r in runs)
         print(
             f"{size} frames: export s {[round(r['seconds'], 2) for r in runs]}, "
@@ -376,18 +398,23 @@ def main() -> None:
     print(
         f"{'frames':>8} {'export MB':>10} {'export s':>9} {'export MB/s':>12} "
         f"{'tar MB':>8} {'tar s':>7} {'tar MB/s':>9} {'ratio':>6} {'peak RSS MiB':>13} "
-        f"{'writer MiB':>11} {'export CPU s':>13} {'tar CPU s':>10}"
+        f"{'writer MiB':>11} {'forked MiB':>11} {'export CPU s':>13} {'tar CPU s':>10}"
     )
     for size, fig, exp_mbs, tar_mbs, tar_s, tar_bytes in results:
         print(
             f"{size:>8} {fig['bytes'] / 1e6:>10.1f} {fig['seconds']:>9.2f} {exp_mbs:>12.1f} "
             f"{tar_bytes / 1e6:>8.1f} {tar_s:>7.2f} {tar_mbs:>9.1f} "
             f"{exp_mbs / tar_mbs:>6.2f} {fig['maxrss_kib'] / 1024:>13.1f} "
-            f"{fig['writer_maxrss_kib'] / 1024:>11.1f} {fig['cpu_seconds']:>13.2f} "
+            f"{fig['writer_maxrss_kib'] / 1024:>11.1f} {fig['forked_private_kib'] / 1024:>11.1f} "
+            f"{fig['cpu_seconds']:>13.2f} "
             f"{fig['tar_cpu_seconds']:>10.2f}"
         )
     if len(results) >= 2:
-        for peak, what in (("maxrss_kib", "exporting process"), ("writer_maxrss_kib", "writer")):
+        for peak, what in (
+            ("maxrss_kib", "exporting process"),
+            ("writer_maxrss_kib", "writer"),
+            ("forked_private_kib", "forked planner or plot drawer (private)"),
+        ):
             small, large = results[0][1][peak], results[-1][1][peak]
             print(
                 f"peak memory of the {what}, {results[-1][0]} vs {results[0][0]} frames: "
