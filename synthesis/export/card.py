@@ -8,6 +8,7 @@ byte-identical PNGs.
 
 from __future__ import annotations
 
+import gc
 import os
 import traceback
 from collections import Counter
@@ -177,6 +178,7 @@ def _fork_drawing(plot: Callable[[], None]) -> int:
         return pid
     code = 1
     try:
+        gc.freeze()  # collections would copy the exporting process's pages we share
         plot()
         code = 0
     except BaseException:

@@ -17,6 +17,7 @@ has, in a few milliseconds; each planner opens its own database connection.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -360,6 +361,9 @@ def _serve(selection: Selection, inbox: Connection, outbox_fd: int) -> NoReturn:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1):
             signal.signal(signum, signal.SIG_DFL)
         _forget_inherited_connections()
+        # Everything inherited goes out of the collector's sight: its collections would walk
+        # (and so copy, page by page) the exporting process's memory shared with us.
+        gc.freeze()
         outbox = Connection(outbox_fd, readable=False)
         try:
             while (message := inbox.recv()) is not None:
