@@ -1,13 +1,13 @@
 """The frame writers of an export: image bytes go from storage to shards in writer processes.
 
 Reading, checking (sha256) and writing the frame images, and hashing the shards, is most of an
-export's work. The main process streams the frames from the database and *plans* every sample:
-its metadata, the size of its image (one ``stat``), and so the shard it belongs to and its byte
-offset there, with the same ``ShardCutter`` a single writer would use. Batches of consecutive
-samples then go to the writers in turn; each writes its batch at the planned offset. When every
-batch of a closed shard is written, one writer finishes the shard (its end-of-archive blocks)
-and hashes it. The plan alone decides every byte, so the shards are byte-identical whatever the
-number of writers. OmniGen2 copies of the images are made by the writer that reads them anyway.
+export's work. The main process takes the planned samples (``planning``: metadata, image size)
+in export order and *places* each: the shard it belongs to and its byte offset there, with the
+same ``ShardCutter`` a single writer would use. Batches of consecutive samples then go to the
+writers in turn; each writes its batch at its offset. When every batch of a closed shard is
+written, one writer finishes the shard (its end-of-archive blocks) and hashes it. Placing alone
+decides every byte, so the shards are byte-identical whatever the number of writers. OmniGen2
+copies of the images are made by the writer that reads them anyway.
 
 Writers are plain ``python -m`` subprocesses talking over pipes, not a ``multiprocessing`` pool:
 Celery's prefork children are daemonic (multiprocessing refuses to start processes from them),
@@ -218,7 +218,7 @@ class FrameWriters:
         return f"webdataset/{split}/frames-{number:05d}.tar"
 
     def add(self, split: str, sample: FrameSample) -> str:
-        """Plan one sample; return the shard it goes to (relative to the export) or ""."""
+        """Place one sample; return the shard it goes to (relative to the export) or ""."""
         check_key(sample.key)
         stream = self._streams.get(split)
         if stream is None:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 import orjson
 from django.db import connections
@@ -63,14 +63,12 @@ class PlannedFrame(NamedTuple):
     parquet_row: dict[str, Any] | None  # without its "shard", known once the frame is placed
 
 
-class ImageLocator:
-    """Where a storage name's bytes are: the interface ``FramePlanner`` needs from storage."""
+class ImageLocator(Protocol):
+    """Where a storage name's bytes are: what ``FramePlanner`` needs from storage."""
 
-    def locate(self, name: str) -> str:
-        raise NotImplementedError
+    def locate(self, name: str) -> str: ...
 
-    def size(self, located: str) -> int:
-        raise NotImplementedError
+    def size(self, located: str) -> int: ...
 
 
 def frame_metadata(record: FrameRecord, split: str) -> dict[str, Any]:

@@ -38,7 +38,6 @@ from synthesis.export.options import (
 from synthesis.export.parquet import ParquetIndex
 from synthesis.export.planning import (
     FramePlanner,
-    ImageLocator,
     Planned,
     PlannedFrame,
     Selection,
@@ -59,7 +58,7 @@ PROGRESS_EVERY = 256
 Progress = Callable[[int, int], None]
 
 
-class _Images(ImageLocator):
+class _Images:
     """Where stored images are read from: straight from disk when the storage is a local
     folder (the writer processes open the files themselves), through the storage otherwise."""
 
