@@ -190,15 +190,19 @@ def populate(size: int, side: int, media: Path) -> None:
 # --- child: export ---------------------------------------------------------------------------
 
 
+def _is_writer(pid: int) -> bool:
+    """Whether ``pid`` runs the writer module. Between fork and exec a child still shares its
+    parent's memory (and reports the parent's peak): it is not a writer yet."""
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        return b"synthesis.export.frame_writers" in cmdline.read()
+
+
 def _writer_peak_kib(pid: int) -> int:
-    """A writer's peak resident memory (VmHWM; 0 once it has exited, or before it has become a
-    writer). Between fork and exec a child still shares its parent's memory and reports the
-    parent's peak (an occasional 140 MiB "writer" came from there), so only a process already
-    running the writer module counts; ``ru_maxrss`` would count that window too."""
+    """A writer's peak resident memory (VmHWM; 0 once it has exited, or for another child).
+    ``ru_maxrss`` would count the fork-to-exec window (an occasional 140 MiB "writer")."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            if b"synthesis.export.frame_writers" not in cmdline.read():
-                return 0
+        if not _is_writer(pid):
+            return 0
         with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
@@ -213,9 +217,8 @@ def _forked_private_kib(pid: int) -> int:
     (those it allocated or copied on write). Its VmHWM would also count every page it still
     shares with the exporting process."""
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            if b"synthesis.export.frame_writers" in cmdline.read():
-                return 0
+        if _is_writer(pid):
+            return 0
         with open(f"/proc/{pid}/smaps_rollup") as rollup:
             return sum(
                 int(line.split()[1]) for line in rollup if line.startswith(("Private_", "Swap:"))

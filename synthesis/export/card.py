@@ -13,7 +13,7 @@ import os
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -55,20 +55,13 @@ class DatasetStats:
 
     def merge(self, other: DatasetStats) -> None:
         """Add the statistics of other stories (a planner's chunk: no story is in both)."""
-        self.frames.update(other.frames)
-        for mine, theirs in ((self.stories, other.stories), (self.characters, other.characters)):
-            for split, ids in theirs.items():
-                mine.setdefault(split, set()).update(ids)
-        for counter in (
-            "character_count",
-            "story_frames",
-            "poses",
-            "expressions",
-            "compositions",
-            "genres",
-            "approval_paths",
-        ):
-            getattr(self, counter).update(getattr(other, counter))
+        for name in (f.name for f in fields(self)):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if isinstance(mine, Counter):
+                mine.update(theirs)
+            else:  # sets of ids by split
+                for split, ids in theirs.items():
+                    mine.setdefault(split, set()).update(ids)
 
     def sequence_lengths(self) -> Counter[int]:
         return Counter(self.story_frames.values())

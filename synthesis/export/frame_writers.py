@@ -25,21 +25,22 @@ import hashlib
 import os
 import subprocess
 import sys
-import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import NamedTuple, NoReturn
 
+from synthesis.export import messages
+from synthesis.export.messages import Message
 from synthesis.export.options import ExportError
 from synthesis.export.shards import (
     PieceWriter,
     ShardCutter,
     check_key,
     closed_size,
-    member_tar_bytes,
+    fd_sha256,
     sample_pieces,
 )
 
@@ -47,10 +48,8 @@ BATCH = 256  # samples per message to a writer, at most
 BATCH_BYTES = 16 << 20  # and about this many image bytes: a writer holds its batch in memory
 AHEAD = 2  # messages a writer may have waiting: one in hand, one in its pipe
 PIPE_BYTES = 1 << 20  # room for AHEAD pickled batches, so that sending does not wait
-HASH_BLOCK = 1 << 20  # read back in pieces of this size, into one reused buffer
 
 ImageReader = Callable[[str, int], bytes]
-Message = tuple[Any, ...]
 
 
 class FrameSample(NamedTuple):
@@ -63,12 +62,7 @@ class FrameSample(NamedTuple):
     size: int  # bytes of the image when it was planned
     sha256: str  # the stored digest the image must still have
     copy_to: str  # where the OmniGen2 copy goes ("" for none)
-    tar_bytes: int  # bytes the sample takes in a shard (frame_tar_bytes)
-
-
-def frame_tar_bytes(json: bytes, txt: bytes, image_size: int) -> int:
-    """Bytes a frame sample takes in a shard: its three members."""
-    return member_tar_bytes(len(json)) + member_tar_bytes(image_size) + member_tar_bytes(len(txt))
+    tar_bytes: int  # bytes the sample takes in a shard (its three members)
 
 
 def read_file(path: str, size: int) -> bytes:
@@ -143,14 +137,9 @@ def finish_shard(shard: str, members_size: int) -> str:
     fd = os.open(shard, os.O_RDWR)
     try:
         os.ftruncate(fd, closed_size(members_size))
-        digest = hashlib.sha256()
-        buffer = bytearray(HASH_BLOCK)  # reused: no fresh memory per read
-        view = memoryview(buffer)
-        while count := os.readv(fd, [buffer]):
-            digest.update(view[:count])
+        return fd_sha256(fd)
     finally:
         os.close(fd)
-    return digest.hexdigest()
 
 
 def handle(message: Message, read: ImageReader) -> Message:
@@ -167,15 +156,8 @@ def handle(message: Message, read: ImageReader) -> Message:
 
 
 def serve(inbox: Connection, outbox: Connection) -> None:
-    """A writer process: handle messages until ``None``; report errors instead of dying."""
-    try:
-        while (message := inbox.recv()) is not None:
-            outbox.send(handle(message, read_file))
-    except ExportError as exc:
-        outbox.send(("error", str(exc), True))
-    except BaseException:
-        outbox.send(("error", traceback.format_exc(), False))
-    else:
+    """A writer process: answer the exporting process until it says stop (``messages``)."""
+    if messages.serve(inbox, outbox, lambda message: handle(message, read_file)):
         outbox.send(("done",))
 
 
@@ -386,9 +368,7 @@ class _Pool:
                 continue
             if reply[0] == "error":
                 self.terminate()
-                if reply[2]:
-                    raise ExportError(reply[1])
-                raise RuntimeError(f"an export writer process failed:\n{reply[1]}")
+                messages.raise_reported(reply, "writer")
             if reply[0] == "done":
                 self.done.add(writer)
             else:

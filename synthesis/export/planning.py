@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import signal
-import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -34,7 +33,8 @@ from django.db import connections
 from django.db.models import Count, Max, Min
 
 from synthesis.export.card import DatasetStats
-from synthesis.export.frame_writers import FrameSample, frame_tar_bytes
+from synthesis.export.frame_writers import FrameSample
+from synthesis.export.messages import Message, raise_reported, serve
 from synthesis.export.options import ExportError
 from synthesis.export.selection import (
     CharacterInfo,
@@ -42,6 +42,7 @@ from synthesis.export.selection import (
     frame_records,
     story_statuses,
 )
+from synthesis.export.shards import sample_tar_bytes
 from synthesis.export.splits import SplitPlan
 from synthesis.models import Story
 
@@ -152,7 +153,7 @@ class FramePlanner:
             size=size,
             sha256=record.image_sha256,
             copy_to=copy_to,
-            tar_bytes=frame_tar_bytes(meta_json, text, size),
+            tar_bytes=sample_tar_bytes((len(meta_json), size, len(text))),
         )
         return PlannedFrame(split, sample, line, row)
 
@@ -311,9 +312,7 @@ class Planners:
                 self._died(planner)
             if reply[0] == "error":
                 self.terminate()
-                if reply[2]:
-                    raise ExportError(reply[1])
-                raise RuntimeError(f"an export planner process failed:\n{reply[1]}")
+                raise_reported(reply, "planner")
             yield planner, reply[1], reply[2]
 
     def _died(self, planner: int) -> NoReturn:
@@ -353,7 +352,7 @@ class Planners:
 def _serve(selection: Selection, inbox: Connection, outbox_fd: int) -> NoReturn:
     """A planner: plan the story ranges it is sent until ``None`` (or the exporting process is
     gone), then leave without running anything the exporting process registered."""
-    code = 0
+    code = 2
     try:
         # The exporting process (a Celery worker, a test runner) may have its own handlers.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT, signal.SIGUSR1):
@@ -362,21 +361,12 @@ def _serve(selection: Selection, inbox: Connection, outbox_fd: int) -> NoReturn:
         # Everything inherited goes out of the collector's sight: its collections would walk
         # (and so copy, page by page) the exporting process's memory shared with us.
         gc.freeze()
-        outbox = Connection(outbox_fd, readable=False)
-        try:
-            while (message := inbox.recv()) is not None:
-                number, stories = message
-                outbox.send(("planned", number, selection.chunk(stories)))
-        except EOFError:
-            pass  # the exporting process is gone
-        except ExportError as exc:
-            outbox.send(("error", str(exc), True))
-            code = 1
-        except BaseException:
-            outbox.send(("error", traceback.format_exc(), False))
-            code = 1
-    except BaseException:
-        code = 2
+
+        def plan(message: Message) -> Message:
+            number, stories = message
+            return ("planned", number, selection.chunk(stories))
+
+        code = 0 if serve(inbox, Connection(outbox_fd, readable=False), plan) else 1
     finally:
         os._exit(code)
 

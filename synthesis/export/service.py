@@ -50,7 +50,7 @@ from synthesis.export.selection import (
     locked_characters,
     story_characters,
 )
-from synthesis.export.shards import ShardWriter
+from synthesis.export.shards import ShardWriter, file_sha256
 from synthesis.export.splits import SPLITS, SplitPlan, split_plan
 
 FORMAT_VERSION = 1
@@ -161,14 +161,6 @@ class _Writers:
             handle.close()
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def dataset_export(
     *,
     out: Path,
@@ -267,7 +259,7 @@ def _write_all(
             layout=layout,
             meanwhile=writers.finish_frames,
         ):
-            writers.files[path] = _sha256_file(path)
+            writers.files[path] = file_sha256(path)
     except BaseException:
         writers.frames.abort()
         raise
@@ -276,10 +268,10 @@ def _write_all(
     if progress is not None:
         progress(done, done)
     if writers.parquet is not None:
-        writers.files[writers.parquet.path] = _sha256_file(writers.parquet.path)
+        writers.files[writers.parquet.path] = file_sha256(writers.parquet.path)
     for split in writers.jsonl:
         path = root / "omnigen2" / f"{split}.jsonl"
-        writers.files[path] = _sha256_file(path)
+        writers.files[path] = file_sha256(path)
     heldout_cids = sorted(characters[c].cid for c in plan.heldout_characters if c in characters)
     manifest = {
         "kind": EXPORT_MARKER,

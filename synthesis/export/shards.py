@@ -23,6 +23,7 @@ RECORD = tarfile.RECORDSIZE  # 10240: tar files are padded to a whole record
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z
 WRITE_BYTES = 128 << 10  # bytes per write (see PieceWriter)
 _MAX_PIECES = 512  # buffers per write, well under IOV_MAX (1024 on Linux)
+HASH_BLOCK = 1 << 20  # files are hashed in reads of this size
 _ZEROS = bytes(BLOCK)
 
 
@@ -39,6 +40,25 @@ def member_tar_bytes(size: int) -> int:
 def sample_tar_bytes(sizes: Iterable[int]) -> int:
     """Bytes a sample with members of these sizes takes in a tar."""
     return sum(map(member_tar_bytes, sizes))
+
+
+def fd_sha256(fd: int) -> str:
+    """The sha256 of a file from its descriptor's position on, read into one reused buffer
+    (no fresh memory per read)."""
+    digest = hashlib.sha256()
+    buffer = bytearray(HASH_BLOCK)
+    view = memoryview(buffer)
+    while count := os.readv(fd, [buffer]):
+        digest.update(view[:count])
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return fd_sha256(fd)
+    finally:
+        os.close(fd)
 
 
 def closed_size(size: int) -> int:
