@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 # for any torch (otherwise pip would pull a multi-GB CUDA build for the tiny CPU tests).
 $(VENV)/.installed-dev: pyproject.toml | $(PY)
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[dev,gpu]"
+	$(PIP) install --quiet -e ".[dev,gpu,s3]"
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

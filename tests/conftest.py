@@ -210,3 +210,15 @@ def browser() -> Iterator[Any]:
         # connections are per context); close them here, or PostgreSQL cannot drop the test
         # database at the end of the session.
         connections.close_all()
+
+
+@pytest.fixture(scope="session")
+def local_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A moto S3 server process for the session; ``local_s3.bucket()`` gives a fresh bucket's env."""
+    from tests.s3 import LocalS3
+
+    server = LocalS3().start(log=tmp_path_factory.mktemp("s3") / "moto.log")
+    try:
+        yield server
+    finally:
+        server.stop()
