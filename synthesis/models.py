@@ -354,6 +354,8 @@ class ModelCall(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     error_kind = models.CharField(max_length=32, blank=True)
     error = models.TextField(blank=True)
+    # The Celery worker (node name) that sent the request; blank outside a worker.
+    worker = models.CharField(max_length=128, blank=True)
     started_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
