@@ -2,76 +2,28 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from synthesis.models import Batch
-from synthesis.providers.routing import RouteError, validate_overrides
-from synthesis.providers.sim import SimConfigError, validate_rates
+from synthesis.services.launch_params import (
+    MAX_BATCH_COUNT,
+    LaunchError,
+    clean_budget,
+    clean_common_params,
+    clean_count,
+    clean_launch,
+    clean_launch_request,
+)
 from synthesis.states import BatchStatus
 
-MAX_BATCH_COUNT = 100_000
-
-
-class LaunchError(ValueError):
-    """Bad launch parameters; the message is for the person who launched. Nothing was created."""
-
-
-def clean_count(value: Any) -> int:
-    try:
-        count = int(value)
-    except (TypeError, ValueError):
-        raise LaunchError(f"count must be a whole number, not {value!r}") from None
-    if not 1 <= count <= MAX_BATCH_COUNT:
-        raise LaunchError(f"count must be between 1 and {MAX_BATCH_COUNT}, not {count}")
-    return count
-
-
-def clean_budget(value: Any) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        budget = Decimal(str(value))
-    except InvalidOperation:
-        raise LaunchError(f"budget must be a number of US dollars, not {value!r}") from None
-    if not budget.is_finite() or budget <= 0:
-        raise LaunchError(f"budget must be a positive number of US dollars, not {value}")
-    return budget
-
-
-def clean_common_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Role overrides and simulator settings, checked before anything is created."""
-    cleaned = dict(params)
-    roles = cleaned.get("roles") or {}
-    if not isinstance(roles, dict):
-        raise LaunchError("roles must map a role name to 'provider:model=weight,…'")
-    try:
-        validate_overrides(roles)
-    except RouteError as exc:
-        raise LaunchError(str(exc)) from None
-    sim = cleaned.get("sim") or {}
-    if not isinstance(sim, dict):
-        raise LaunchError("sim must be an object like {'faults': {'low_viescore': 0.3}}")
-    try:
-        if "faults" in sim:
-            sim["faults"] = validate_rates(sim["faults"])
-    except SimConfigError as exc:
-        raise LaunchError(str(exc)) from None
-    if "latency_ms" in sim:
-        try:
-            sim["latency_ms"] = max(0.0, float(sim["latency_ms"]))
-        except (TypeError, ValueError):
-            raise LaunchError("sim latency_ms must be a number") from None
-    if sim:
-        cleaned["sim"] = sim
-    return cleaned
-
-
-def clean_launch(
-    *, count: Any, budget_usd: Any, params: dict[str, Any] | None
-) -> tuple[int, Decimal | None, dict[str, Any]]:
-    """The parameters every launcher checks first: (count, budget, cleaned params)."""
-    return clean_count(count), clean_budget(budget_usd), clean_common_params(params or {})
+__all__ = [
+    "MAX_BATCH_COUNT",
+    "LaunchError",
+    "clean_budget",
+    "clean_common_params",
+    "clean_count",
+    "clean_launch",
+]
 
 
 def batch_accepts_work(batch: Batch) -> bool:
@@ -98,16 +50,11 @@ def batch_launch(
     """
     from synthesis.states import BatchKind
 
-    try:
-        seed = int(seed or 0)
-    except (TypeError, ValueError):
-        raise LaunchError(f"seed must be a whole number, not {seed!r}") from None
-    common: dict[str, Any] = {
-        "count": count,
-        "seed": seed,
-        "budget_usd": budget_usd,
-        "params": params or {},
-    }
+    # Every door (API, page, CLI) comes through here: check everything, per kind, first.
+    common: dict[str, Any] = clean_launch_request(
+        kind=kind, count=count, seed=seed, budget_usd=budget_usd, params=params
+    )
+    kind = common.pop("kind")
     if kind == BatchKind.CHARACTERS:
         from synthesis.services.characters import batch_launch_characters
 

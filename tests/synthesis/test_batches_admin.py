@@ -62,7 +62,7 @@ def test_admin_launches_a_character_batch_from_the_page(admin_client: Client) ->
             "budget_usd": "2.5",
             "subject_categories": ["mammal"],
             "sim_faults": "low_viescore=0.5",
-            "roles": "judge=sim:sim-judge=1",
+            "roles": "judge=sim:gpt-4o=1",
             "sim_latency_ms": "5",
         },
     )
@@ -77,7 +77,7 @@ def test_admin_launches_a_character_batch_from_the_page(admin_client: Client) ->
     )
     assert batch.params["subject_categories"] == ["mammal"]
     assert batch.params["sim"]["faults"]["low_viescore"] == 0.5
-    assert batch.params["roles"] == {"judge": "sim:sim-judge=1"}
+    assert batch.params["roles"] == {"judge": "sim:gpt-4o=1"}
     assert set(batch.characters.values_list("subject_category", flat=True)) == {"mammal"}
     detail = admin_client.get(response["Location"])
     assert detail.status_code == 200
