@@ -1,11 +1,15 @@
 """Review queue benchmark on PostgreSQL: 1,000,000 items, 3,000,000 votes, 50 concurrent experts.
 
 Prints p50/p95/p99 of ``review_queue_next`` and of ``vote_cast`` as the experts see them (wall
-time of the service call, from their own processes and connections).
+time of the service call, from their own processes and connections), and what the experts' time
+went to: looks per decided item (votes plus seats the item was decided under), the share of
+decisions whose first two votes disagreed, the votes the consensus rule needed beyond two, and
+votes refused because the item was already decided.
 
     .venv/bin/python benchmarks/review_queue.py                 # load once, then run 60 s
     .venv/bin/python benchmarks/review_queue.py --reload        # drop and load the data again
     .venv/bin/python benchmarks/review_queue.py --think-ms 0    # experts never pause
+    .venv/bin/python benchmarks/review_queue.py --items 200000  # a smaller backlog (with --reload)
 
 The database (``--db``, default ``hilapp_bench`` on ``--server``) is created if missing. The
 data is generated in SQL (``generate_series``): the oldest 900,000 items are decided (three
@@ -31,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-ITEMS = 1_000_000
+ITEMS = 1_000_000  # --items changes it (and OPEN_FROM: the newest 10 % are open)
 OPEN_FROM = 900_001  # items with ids >= this are open
 EXPERTS = 200
 STAGES = ("hv1", "hv2", "hv3")
@@ -60,17 +64,26 @@ def _ensure_database(server: str, db: str, reload: bool) -> None:
             conn.execute(f'CREATE DATABASE "{db}"')
 
 
+def load_sql() -> list[str]:
+    return [
+        sql.replace("{ITEMS}", str(ITEMS)).replace("{OPEN_FROM}", str(OPEN_FROM))
+        for sql in LOAD_SQL
+    ]
+
+
 LOAD_SQL = [
     # Items: hv1 40 %, hv2 30 %, hv3 30 %; ids 1..900,000 decided, the rest open.
-    f"""
+    """
     INSERT INTO review_reviewitem (id, stage, subject_id, subject_label, priority, status,
-        votes_count, leases_active, lease_expires_min, decided_choice, created_at, decided_at)
+        votes_count, lead_votes, leases_active, lease_expires_min, decided_choice, created_at,
+        decided_at)
     SELECT g,
         CASE WHEN g % 10 < 4 THEN 'hv1' WHEN g % 10 < 7 THEN 'hv2' ELSE 'hv3' END,
         g, 'subject ' || g, 0,
         CASE WHEN g >= {OPEN_FROM} THEN 'open' ELSE 'decided' END,
         CASE WHEN g >= {OPEN_FROM} THEN g % 3
              WHEN g % 10 >= 7 AND g % 4 <> 0 THEN 4 ELSE 3 END,
+        CASE WHEN g >= {OPEN_FROM} THEN LEAST(g % 3, 1) ELSE 2 END,
         0, NULL,
         CASE WHEN g >= {OPEN_FROM} THEN ''
              WHEN g % 10 >= 7 THEN 'correct' ELSE 'approve' END,
@@ -81,13 +94,13 @@ LOAD_SQL = [
     # Votes: vote k of item g has id 4g+k and expert (7g + 53k) mod 200 (distinct for k < 4).
     """
     INSERT INTO review_vote (id, item_id, expert_id, stage, choice, comment, idempotency_key,
-        image_name, instruction, created_at)
+        image_name, instruction, guideline_version, revisions, created_at)
     SELECT 4 * i.id + k, i.id, u.id, i.stage,
         CASE WHEN i.stage = 'hv3' THEN (ARRAY['correct','regenerate','discard','correct'])[k + 1]
              ELSE (ARRAY['approve','reject','approve','approve'])[k + 1] END,
         '', 'bench-' || i.id || '-' || k,
         '', CASE WHEN i.stage = 'hv3' AND k IN (0, 3) THEN 'fix the hands' ELSE '' END,
-        i.created_at + make_interval(secs => k)
+        '', 0, i.created_at + make_interval(secs => k)
     FROM review_reviewitem i
     CROSS JOIN LATERAL generate_series(0, i.votes_count - 1) AS k
     JOIN bench_experts u ON u.n = (7 * i.id + 53 * k) % 200
@@ -128,7 +141,7 @@ def load(server: str, db: str) -> None:
             "INSERT INTO bench_experts SELECT row_number() OVER (ORDER BY id) - 1, id "
             "FROM auth_user WHERE username LIKE 'bench-expert-%%'"
         )
-        for sql in LOAD_SQL:
+        for sql in load_sql():
             t0 = time.perf_counter()
             cur.execute(sql)
             print(f"  {sql.split()[2]}: {cur.rowcount:,} rows in {time.perf_counter() - t0:.1f} s")
@@ -218,9 +231,52 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def effort(since: Any) -> None:
+    """Looks per decided item for the items decided during the run, per stage and in all."""
+    from collections import defaultdict
+
+    from review.models import EventKind, ReviewDecision, ReviewEvent, Vote
+
+    decided = dict(
+        ReviewDecision.objects.filter(decided_at__gte=since).values_list("item_id", "stage")
+    )
+    votes: dict[int, list[str]] = defaultdict(list)
+    for item_id, choice in (
+        Vote.objects.filter(item_id__in=list(decided))
+        .order_by("pk")
+        .values_list("item_id", "choice")
+    ):
+        votes[item_id].append(choice)
+    wasted: dict[int, int] = defaultdict(int)
+    for (item_id,) in ReviewEvent.objects.filter(
+        item_id__in=list(decided),
+        kind=EventKind.LEASE_RELEASED,
+        data__reason="decided",
+        created_at__gte=since,
+    ).values_list("item_id"):
+        wasted[item_id] += 1
+    print("decided during the run (votes before the run included):")
+    for stage in (*STAGES, "all"):
+        ids = [i for i, s in decided.items() if stage in ("all", s)]
+        if not ids:
+            continue
+        n = len(ids)
+        cast = sum(len(votes[i]) for i in ids)
+        lost = sum(wasted[i] for i in ids)
+        split = sum(1 for i in ids if len(votes[i]) >= 2 and votes[i][0] != votes[i][1])
+        extra = (cast - 2 * n) / n
+        print(
+            f"  {stage:>4}: {n:5d} items  looks/decision {(cast + lost) / n:.3f}  "
+            f"votes/decision {cast / n:.3f}  wasted looks/decision {lost / n:.3f}  "
+            f"first pair disagreed {split / n:.3f}  needed beyond two {extra:.3f}  "
+            f"bound 2 + needed + 0.05 = {2 + extra + 0.05:.3f}"
+        )
+
+
 def run(server: str, db: str, *, experts: int, procs: int, seconds: float, think_ms: float) -> None:
     from django.contrib.auth import get_user_model
     from django.db import connections
+    from django.utils import timezone
 
     ids = list(
         get_user_model()
@@ -228,6 +284,7 @@ def run(server: str, db: str, *, experts: int, procs: int, seconds: float, think
         .order_by("pk")
         .values_list("pk", flat=True)[:experts]
     )
+    since = timezone.now()
     connections.close_all()
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
@@ -265,18 +322,23 @@ def run(server: str, db: str, *, experts: int, procs: int, seconds: float, think
     if errors:
         print(f"errors: {errors}")
     print(f"empty answers: {len(merged.get('empty', []))}, refused votes: {refusals or 0}")
+    print(f"refused as decided: {refusals.get('refused:decided', 0)}")
+    effort(since)
 
 
 def main() -> None:
+    global ITEMS, OPEN_FROM
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--db", default="hilapp_bench")
     parser.add_argument("--reload", action="store_true")
+    parser.add_argument("--items", type=int, default=ITEMS, help="backlog size (with --reload)")
     parser.add_argument("--experts", type=int, default=50)
     parser.add_argument("--procs", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--think-ms", type=float, default=1000)
     args = parser.parse_args()
+    ITEMS, OPEN_FROM = args.items, args.items - args.items // 10 + 1
     _ensure_database(args.server, args.db, args.reload)
     _setup(args.server, args.db)
     load(args.server, args.db)

@@ -35,6 +35,8 @@ class ReviewItem(models.Model):
     priority = models.IntegerField(default=0)
     status = models.CharField(max_length=8, choices=ItemStatus.choices, default=ItemStatus.OPEN)
     votes_count = models.PositiveSmallIntegerField(default=0)
+    # The leading choice's vote count: the seat rule (``stages.open_seats``) reads it from the row.
+    lead_votes = models.PositiveSmallIntegerField(default=0)
     # Active leases and the earliest of their expiry times, kept in step with ReviewLease under
     # the item's row lock: the queue decides "is there a free seat" from this row alone, which
     # PostgreSQL re-checks on the newest row version when FOR UPDATE meets a concurrent change.
@@ -133,6 +135,13 @@ class Vote(models.Model):
     # HV3 "correct": the storage name of the uploaded corrected frame, or an edit instruction.
     image_name = models.CharField(max_length=255, blank=True, default="")
     instruction = models.TextField(blank=True, default="")
+    # Time the card was on screen before this vote (ms; revisions add theirs), as the page
+    # measured it or an API client sent it; null when unknown. Admin-only, like the choice.
+    dwell_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The content hash of the stage's guidelines the expert had (``review.guidelines``).
+    guideline_version = models.CharField(max_length=16, blank=True, default="")
+    revisions = models.PositiveSmallIntegerField(default=0)
+    revised_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -171,6 +180,7 @@ class EventKind(models.TextChoices):
     LEASE_RELEASED = "lease_released", "Lease released"
     LEASE_SKIPPED = "lease_skipped", "Skipped"
     VOTE = "vote", "Vote"
+    VOTE_REVISED = "vote_revised", "Vote revised"
     DECISION = "decision", "Decision"
 
 

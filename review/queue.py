@@ -15,8 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, Min, OuterRef, Q, QuerySet, Value
-from django.db.models.functions import Greatest
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from review.models import (
@@ -28,12 +27,14 @@ from review.models import (
     ReviewLease,
     Vote,
 )
-from review.stages import Stage, open_seats, panel_size
+from review.stages import Stage, open_seats, seat_free_q
 
 logger = logging.getLogger(__name__)
 
 # How many times the queue looks again when every candidate it saw was locked by someone else.
 QUEUE_TRIES = 10
+# The most item ids a caller may exclude: a page sends every card it has shown this session.
+EXCLUDE_MAX = 500
 
 
 def _check_stage(stage: str) -> None:
@@ -117,18 +118,21 @@ def leases_expire_stale(item: ReviewItem, now: datetime) -> bool:
     return True
 
 
-def _candidates(
-    *, expert_id: int, stage: str, now: datetime, exclude: Iterable[int]
+def queue_candidates(
+    *, expert_id: int, stage: str, now: datetime, exclude: Iterable[int] = ()
 ) -> QuerySet[ReviewItem]:
-    """Open items of ``stage`` that ``expert`` may take now, in queue order."""
+    """Open items of ``stage`` that ``expert`` may take now, in queue order.
+
+    Not voted on by them, not held or recently skipped by them, not in ``exclude``, and with a
+    seat free under ``stages.open_seats`` (or a lease that ran out, to be ended on the way).
+    """
     my_vote = Vote.objects.filter(item=OuterRef("pk"), expert_id=expert_id)
     my_lease = ReviewLease.objects.filter(item=OuterRef("pk"), expert_id=expert_id).filter(
         Q(status=LeaseStatus.ACTIVE, expires_at__gt=now)
         | Q(status=LeaseStatus.SKIPPED, ended_at__gt=now - _skip_window())
     )
-    seat_free = Q(leases_active__lt=Greatest(Value(panel_size()) - F("votes_count"), Value(1)))
     qs = ReviewItem.objects.filter(stage=stage, status=ItemStatus.OPEN).filter(
-        seat_free | Q(lease_expires_min__lte=now)
+        seat_free_q() | Q(lease_expires_min__lte=now)
     )
     excluded = [int(pk) for pk in exclude]
     if excluded:
@@ -167,7 +171,7 @@ def _take_seat(item: ReviewItem, expert: Any, now: datetime) -> bool:
     if item.status != ItemStatus.OPEN:
         return False
     changed = leases_expire_stale(item, now)
-    if item.leases_active >= open_seats(item.votes_count):
+    if item.leases_active >= open_seats(item.lead_votes):
         if changed:
             item.save(update_fields=["leases_active", "lease_expires_min"])
         return False
@@ -208,19 +212,20 @@ def review_queue_next(*, expert: Any, stage: str, exclude: Iterable[int] = ()) -
     """The next item of ``stage`` that needs a vote from ``expert``, leased to them; or None.
 
     An item the expert already holds (a reload, a second tab) comes back first, unless it is in
-    ``exclude`` (the page's current item when it pre-fetches the next one). Otherwise the highest
+    ``exclude``: the page sends every card it has shown or still holds (at most ``EXCLUDE_MAX``),
+    so a card whose vote is still on its way is never handed back. Otherwise the highest
     priority, then oldest, open item the expert has not voted on and not skipped recently, with a
     free seat. ``SKIP LOCKED`` keeps concurrent experts from waiting on each other; when every
     candidate was locked, the queue waits on the first one rather than report "no work".
     """
     _check_stage(stage)
-    excluded = [int(pk) for pk in exclude]
+    excluded = [int(pk) for pk in exclude][:EXCLUDE_MAX]
     held = _held_item(expert=expert, stage=stage, now=timezone.now(), exclude=excluded)
     if held is not None:
         return held
     for attempt in range(QUEUE_TRIES):
         now = timezone.now()
-        qs = _candidates(expert_id=expert.pk, stage=stage, now=now, exclude=excluded)
+        qs = queue_candidates(expert_id=expert.pk, stage=stage, now=now, exclude=excluded)
         with transaction.atomic():
             item = qs.select_for_update(skip_locked=True).first()
             if item is not None and _take_seat(item, expert, now):

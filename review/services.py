@@ -3,7 +3,8 @@
 The services live in modules named after what they hold:
 
 - ``review.queue``: open items, hand out leases (seats), release them, let them run out;
-- ``review.votes``: cast votes, decide an item at two matching votes, apply the decision;
+- ``review.votes``: cast and revise votes, decide an item at two matching votes, apply the
+  decision;
 - ``review.corrections``: store the corrected images that come with HV3 votes.
 
 Import from here (``from review.services import vote_cast``), not from those modules.
@@ -17,7 +18,7 @@ from review.queue import (
     review_leases_expire,
     review_queue_next,
 )
-from review.votes import VoteOutcome, VoteRefused, vote_cast
+from review.votes import VoteOutcome, VoteRefused, vote_cast, vote_revise
 
 __all__ = [
     "VoteOutcome",
@@ -27,4 +28,5 @@ __all__ = [
     "review_leases_expire",
     "review_queue_next",
     "vote_cast",
+    "vote_revise",
 ]

@@ -2,22 +2,21 @@
 
 HV1 (a character template), HV2 (a story script) and HV3 (a hard-failed frame) are the paper's
 human-validation stages; ``audit`` is the sampled audit of frames that passed the automatic gate.
-A panel of ``panel_size()`` distinct experts is drawn for an item; the first choice to reach
-``DECIDE_AT`` votes decides. With three choices a three-way split is possible, and then one more
-expert is drawn until a choice has two votes.
+The first choice to reach ``DECIDE_AT`` votes decides. Experts are seated only for votes that can
+still change the outcome (``open_seats``): two on a fresh item, one after a vote, one more after a
+split (HV3's three-way split too). So a two-choice item sees at most three distinct experts (the
+paper's panel of three) and an HV3 item at most four.
 """
 
 from __future__ import annotations
 
-from django.conf import settings
+from collections.abc import Iterable
+
 from django.db import models
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 
 DECIDE_AT = 2
-
-
-def panel_size() -> int:
-    """The panel: how many distinct experts are drawn for a fresh item (setting, default 3)."""
-    return int(getattr(settings, "HILAPP_REVIEW_PANEL", 3))
 
 
 class Stage(models.TextChoices):
@@ -63,13 +62,27 @@ def choices_for(stage: str) -> tuple[str, ...]:
     return STAGE_CHOICES[stage]
 
 
-def open_seats(votes_count: int) -> int:
-    """How many experts may work on an open item that already has ``votes_count`` votes.
+def lead_votes(choices: Iterable[str]) -> int:
+    """The vote count of the leading choice among ``choices`` (0 for none)."""
+    tally: dict[str, int] = {}
+    for choice in choices:
+        tally[choice] = tally.get(choice, 0) + 1
+    return max(tally.values(), default=0)
 
-    A fresh item seats the whole panel. Each vote takes one seat away; an item still open after
-    the panel voted (an HV3 three-way split) seats one more expert at a time.
+
+def open_seats(lead: int) -> int:
+    """How many experts may hold a seat on an open item whose leading choice has ``lead`` votes.
+
+    The fewest further votes that can decide the item: every one of them is needed whatever the
+    others choose, so no seated expert can find the item decided under them. A fresh item seats
+    two; after one vote, or after any split, one.
     """
-    return max(panel_size() - votes_count, 1)
+    return max(DECIDE_AT - lead, 1)
+
+
+def seat_free_q() -> Q:
+    """``open_seats`` in SQL, over the item row's ``leases_active`` and ``lead_votes``."""
+    return Q(leases_active__lt=Greatest(Value(DECIDE_AT) - F("lead_votes"), Value(1)))
 
 
 def winning_choice(tally: dict[str, int]) -> str | None:

@@ -11,26 +11,30 @@ from datetime import timedelta
 from functools import wraps
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 from hilapp.roles import is_admin, is_expert
 from review import selectors
 from review.agreement import expert_agreement, stage_agreement
+from review.guidelines import guideline_for
 from review.handlers import present_subject
 from review.models import ItemStatus, ReviewItem
+from review.queue import EXCLUDE_MAX
 from review.serializers import _choices
-from review.services import review_queue_next
+from review.services import VoteRefused, review_queue_next, vote_revise
 from review.stages import Stage
 
 View = Callable[..., HttpResponse]
 UNDO_MS_DEFAULT = 4000
-# The stages experts review in the browser (the gate audit comes with its own issue).
-REVIEW_STAGES = (Stage.HV1, Stage.HV2, Stage.HV3)
+# Every stage experts review in the browser, the gate audit included.
+REVIEW_STAGES = (Stage.HV1, Stage.HV2, Stage.HV3, Stage.AUDIT)
 
 
 def _role_required(check: Callable[[Any], bool]) -> Callable[[View], View]:
@@ -60,15 +64,28 @@ def _stage(stage: str) -> Stage:
 @expert_or_admin_required
 def home(request: HttpRequest) -> HttpResponse:
     depths = selectors.queue_depths()
-    stages = [{"value": s.value, "label": s.label, "depth": depths[s.value]} for s in REVIEW_STAGES]
+    can_vote = is_expert(request.user)
+    progress = selectors.expert_progress_today(request.user)
+    stages = [
+        {
+            "value": s.value,
+            "label": s.label,
+            "depth": depths[s.value],
+            "mine": selectors.waiting_for(request.user, s.value) if can_vote else 0,
+            "today": progress.by_stage[s.value],
+        }
+        for s in REVIEW_STAGES
+    ]
     return render(
         request,
         "review/home.html",
         {
             "stages": stages,
-            "votes_today": selectors.expert_votes_today(request.user),
+            "cap": selectors.COUNT_CAP,
+            "progress": progress,
+            "votes_today": progress.votes,
             "recent": selectors.expert_recent_items(request.user, limit=10),
-            "can_vote": is_expert(request.user),
+            "can_vote": can_vote,
         },
     )
 
@@ -90,6 +107,7 @@ def stage_page(request: HttpRequest, stage: str) -> HttpResponse:
             "stage": current,
             "choices": _choices(current.value),
             "undo_ms": _undo_ms(request),
+            "guideline": guideline_for(current.value),
         },
     )
 
@@ -106,17 +124,31 @@ def _card(request: HttpRequest, item: ReviewItem) -> str:
 
 @expert_required
 def next_card(request: HttpRequest, stage: str) -> HttpResponse:
-    """The next item's card as an HTML fragment (``X-Review-Item`` names it), or 204."""
+    """The next item's card as an HTML fragment, or 204 when nothing waits for this expert.
+
+    ``exclude`` carries every item the page has shown or holds. Headers: ``X-Review-Item`` (the
+    item), ``X-Review-Remaining`` (open items of the stage without this expert's vote and not
+    excluded, this one included); on 204, ``X-Review-Held`` (such items whose seats others hold) and
+    ``X-Review-Retry-After`` (seconds until the first of those leases runs out).
+    """
+    current = _stage(stage).value
     raw = request.GET.get("exclude", "")
     try:
-        exclude = [int(p) for p in raw.split(",") if p.strip()][:20]
+        exclude = [int(p) for p in raw.split(",") if p.strip()][:EXCLUDE_MAX]
     except ValueError:
         exclude = []
-    item = review_queue_next(expert=request.user, stage=_stage(stage).value, exclude=exclude)
+    item = review_queue_next(expert=request.user, stage=current, exclude=exclude)
     if item is None:
-        return HttpResponse(status=204)
+        response = HttpResponse(status=204)
+        held = selectors.held_by_others(request.user, current, exclude)
+        response["X-Review-Held"] = str(held.items)
+        if held.first_free_at is not None:
+            wait = (held.first_free_at - timezone.now()).total_seconds()
+            response["X-Review-Retry-After"] = str(max(1, round(wait + 0.5)))
+        return response
     response = HttpResponse(_card(request, item))
     response["X-Review-Item"] = str(item.pk)
+    response["X-Review-Remaining"] = str(selectors.remaining_for(request.user, current, exclude))
     response["Cache-Control"] = "no-store"
     return response
 
@@ -127,6 +159,8 @@ def item_page(request: HttpRequest, item_id: int) -> HttpResponse:
     item = get_object_or_404(ReviewItem, pk=item_id)
     view = present_subject(item.stage, item.subject_id, item.subject_label)
     admin = is_admin(request.user)
+    my_vote = selectors.expert_vote_on(request.user, item)
+    decided = item.status == ItemStatus.DECIDED
     return render(
         request,
         "review/item.html",
@@ -135,12 +169,52 @@ def item_page(request: HttpRequest, item_id: int) -> HttpResponse:
             "subject_html": render_to_string(
                 view.template, {**view.context, "item": item}, request
             ),
-            "decided": item.status == ItemStatus.DECIDED,
-            "my_vote": selectors.expert_vote_on(request.user, item),
+            "decided": decided,
+            "my_vote": my_vote,
+            # Revising is open to the expert who voted, until the item is decided.
+            "revisable": my_vote is not None and not decided and is_expert(request.user),
+            "choices": _choices(item.stage),
             "votes": selectors.item_votes(item) if admin else None,
             "events": selectors.item_events(item) if admin else None,
         },
     )
+
+
+def _dwell_ms(raw: str | None) -> int | None:
+    try:
+        return int(raw) if raw else None
+    except ValueError:
+        return None
+
+
+@require_POST
+@expert_required
+def revise_vote(request: HttpRequest, item_id: int) -> HttpResponse:
+    """Change my vote on an open item (the form on the item page)."""
+    item = get_object_or_404(ReviewItem, pk=item_id)
+    upload = request.FILES.get("image")
+    try:
+        outcome = vote_revise(
+            item_id=item.pk,
+            expert=request.user,
+            choice=request.POST.get("choice", ""),
+            comment=request.POST.get("comment"),
+            image=upload.read() if upload is not None else None,
+            instruction=request.POST.get("instruction", ""),
+            dwell_ms=_dwell_ms(request.POST.get("dwell_ms")),
+        )
+    except VoteRefused as exc:
+        messages.error(request, exc.message)
+    else:
+        if outcome.replayed:
+            messages.info(request, f"Your vote already is {outcome.choice}.")
+        elif outcome.decided:
+            messages.success(
+                request, f"Vote changed to {outcome.choice}; the item is decided: {outcome.choice}."
+            )
+        else:
+            messages.success(request, f"Vote changed to {outcome.choice}.")
+    return redirect("review:item", item_id=item.pk)
 
 
 @expert_or_admin_required

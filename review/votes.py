@@ -8,6 +8,7 @@ experts never vote twice and never decide an item twice.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,19 +30,23 @@ from review.models import (
     Vote,
 )
 from review.queue import leases_expire_stale
-from review.stages import Choice, choices_for, open_seats, winning_choice
+from review.stages import Choice, choices_for, lead_votes, open_seats, winning_choice
 
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY_MAX = 80
 COMMENT_MAX = 4000
+# Dwell time a vote may carry: one hour. A card left open longer measures absence, not work.
+DWELL_MAX_MS = 3_600_000
+GUIDELINE_VERSION_RE = re.compile(r"[0-9a-f]{1,16}")
 
 
 class VoteRefused(Exception):
     """A vote (or lease) the rules do not allow; ``message`` is meant for the expert.
 
     ``code`` says why: ``not_found``, ``invalid`` (bad input, HTTP 400), ``decided``,
-    ``already_voted``, ``no_seat``, ``idempotency_conflict`` (HTTP 409).
+    ``already_voted``, ``not_voted`` (a revision without a vote), ``no_seat``,
+    ``idempotency_conflict`` (HTTP 409).
     """
 
     def __init__(self, message: str, *, code: str) -> None:
@@ -92,12 +97,16 @@ def vote_cast(
     idempotency_key: str,
     image: bytes | None = None,
     instruction: str = "",
+    dwell_ms: int | None = None,
+    guideline_version: str = "",
 ) -> VoteOutcome:
     """Record ``expert``'s vote on an open item; the vote that gives a choice its second vote
     decides the item and applies the decision, all in this one transaction.
 
-    A retried submit (same ``idempotency_key``) returns the first outcome and records nothing.
-    Raises ``VoteRefused`` for anything the rules do not allow.
+    ``dwell_ms`` is how long the card was on screen (0 to ``DWELL_MAX_MS``; None: unknown) and
+    ``guideline_version`` the guidelines the expert had. A retried submit (same
+    ``idempotency_key``) returns the first outcome and records nothing. Raises ``VoteRefused``
+    for anything the rules do not allow.
     """
     key = (idempotency_key or "").strip()
     if not key or len(key) > IDEMPOTENCY_KEY_MAX:
@@ -109,12 +118,8 @@ def vote_cast(
     instruction = (instruction or "").strip()
     if len(comment) > COMMENT_MAX:
         raise VoteRefused(f"The comment is over {COMMENT_MAX} characters.", code="invalid")
-    if image:
-        # Decoding is slow: do it before the item row is locked.
-        try:
-            validate_image_upload(image)
-        except ImageRejected as exc:
-            raise VoteRefused(f"The corrected image was refused: {exc}", code="invalid") from exc
+    _check_effort(dwell_ms, guideline_version)
+    _check_image(image)
     try:
         return _vote_record(
             item_id=item_id,
@@ -124,6 +129,7 @@ def vote_cast(
             key=key,
             image=image,
             instruction=instruction,
+            effort=(dwell_ms, guideline_version),
         )
     except IntegrityError as exc:
         # A concurrent submit with the same key won the race, or the key was used elsewhere.
@@ -132,6 +138,28 @@ def vote_cast(
         if replay is not None:
             return replay
         raise VoteRefused("You have already voted on this item.", code="already_voted") from None
+
+
+def _check_effort(dwell_ms: int | None, guideline_version: str) -> None:
+    if dwell_ms is not None and not 0 <= dwell_ms <= DWELL_MAX_MS:
+        raise VoteRefused(
+            f"dwell_ms is the time on screen in milliseconds, 0 to {DWELL_MAX_MS}.",
+            code="invalid",
+        )
+    if guideline_version and not GUIDELINE_VERSION_RE.fullmatch(guideline_version):
+        raise VoteRefused(
+            "guideline_version is the hex version shown with the guidelines (1 to 16 digits).",
+            code="invalid",
+        )
+
+
+def _check_image(image: bytes | None) -> None:
+    if image:
+        # Decoding is slow: do it before the item row is locked.
+        try:
+            validate_image_upload(image)
+        except ImageRejected as exc:
+            raise VoteRefused(f"The corrected image was refused: {exc}", code="invalid") from exc
 
 
 def _check_choice(*, stage: str, choice: str, image: bytes | None, instruction: str) -> None:
@@ -162,6 +190,7 @@ def _vote_record(
     key: str,
     image: bytes | None,
     instruction: str,
+    effort: tuple[int | None, str],
 ) -> VoteOutcome:
     with transaction.atomic():
         item = ReviewItem.objects.select_for_update().filter(pk=item_id).first()
@@ -198,7 +227,7 @@ def _vote_record(
             item.leases_active -= 1
             if item.leases_active == 0:
                 item.lease_expires_min = None
-        elif item.leases_active >= open_seats(item.votes_count):
+        elif item.leases_active >= open_seats(item.lead_votes):
             raise VoteRefused(
                 "Other experts hold every seat on this item; take the next item from the queue.",
                 code="no_seat",
@@ -213,6 +242,8 @@ def _vote_record(
             idempotency_key=key,
             image_name=image_name,
             instruction=instruction,
+            dwell_ms=effort[0],
+            guideline_version=effort[1],
         )
         item.votes_count += 1
         ReviewEvent.objects.create(
@@ -223,14 +254,13 @@ def _vote_record(
             comment=comment,
             data={"vote_id": vote.pk, "image_name": image_name, "instruction": instruction},
         )
-        tally: dict[str, int] = {}
-        for c in [v[2] for v in votes] + [choice]:
-            tally[c] = tally.get(c, 0) + 1
-        winner = winning_choice(tally)
+        winner = _count(item, [v[2] for v in votes] + [choice])
         if winner is None:
             # lease_expires_min may now be earlier than the earliest active lease: harmless,
             # the queue then re-checks the item and refreshes it.
-            item.save(update_fields=["votes_count", "leases_active", "lease_expires_min"])
+            item.save(
+                update_fields=["votes_count", "lead_votes", "leases_active", "lease_expires_min"]
+            )
         else:
             _decide(item, winner, vote, now)
         return VoteOutcome(
@@ -241,6 +271,89 @@ def _vote_record(
             decision_choice=winner,
             replayed=False,
         )
+
+
+def vote_revise(
+    *,
+    item_id: int,
+    expert: Any,
+    choice: str,
+    comment: str | None = None,
+    image: bytes | None = None,
+    instruction: str = "",
+    dwell_ms: int | None = None,
+) -> VoteOutcome:
+    """Change ``expert``'s vote on an item that is still open; a decided item is final.
+
+    The consensus rule counts the revised vote like any other: if it gives a choice its second
+    vote, it decides the item (and it is the deciding vote). Sending the vote it already is
+    changes nothing (``replayed``), so a retried revision is harmless. ``comment=None`` keeps the
+    comment; ``dwell_ms`` (the time on the item page) is added to the vote's.
+    """
+    comment = None if comment is None else comment.strip()
+    instruction = (instruction or "").strip()
+    if comment is not None and len(comment) > COMMENT_MAX:
+        raise VoteRefused(f"The comment is over {COMMENT_MAX} characters.", code="invalid")
+    _check_effort(dwell_ms, "")
+    _check_image(image)
+    with transaction.atomic():
+        item = ReviewItem.objects.select_for_update().filter(pk=item_id).first()
+        if item is None:
+            raise VoteRefused(f"There is no review item {item_id}.", code="not_found")
+        vote = Vote.objects.filter(item=item, expert=expert).first()
+        if vote is None:
+            raise VoteRefused("You have not voted on this item yet.", code="not_voted")
+        if item.status != ItemStatus.OPEN:
+            raise VoteRefused(
+                f"This item was decided ({item.decided_choice}); a decided item is final.",
+                code="decided",
+            )
+        _check_choice(stage=item.stage, choice=choice, image=image, instruction=instruction)
+        unchanged = (
+            vote.choice == choice
+            and (comment is None or comment == vote.comment)
+            and not image
+            and instruction == vote.instruction
+        )
+        if unchanged:
+            return VoteOutcome(item.pk, vote.pk, choice, False, None, replayed=True)
+        previous = vote.choice
+        now = timezone.now()
+        vote.choice = choice
+        if comment is not None:
+            vote.comment = comment
+        vote.image_name = correction_store(image) if image else ""
+        vote.instruction = instruction
+        if dwell_ms is not None:
+            vote.dwell_ms = (vote.dwell_ms or 0) + dwell_ms
+        vote.revisions += 1
+        vote.revised_at = now
+        vote.save()
+        ReviewEvent.objects.create(
+            item=item,
+            expert=expert,
+            kind=EventKind.VOTE_REVISED,
+            choice=choice,
+            comment=vote.comment,
+            data={"vote_id": vote.pk, "from": previous, "image_name": vote.image_name},
+        )
+        choices = list(Vote.objects.filter(item=item).values_list("choice", flat=True))
+        winner = _count(item, choices)
+        if winner is None:
+            item.save(update_fields=["lead_votes"])
+        else:
+            leases_expire_stale(item, now)
+            _decide(item, winner, vote, now)
+        return VoteOutcome(item.pk, vote.pk, choice, winner is not None, winner, replayed=False)
+
+
+def _count(item: ReviewItem, choices: list[str]) -> str | None:
+    """Tally the item's votes (row locked): set ``lead_votes``, return the winner if any."""
+    tally: dict[str, int] = {}
+    for c in choices:
+        tally[c] = tally.get(c, 0) + 1
+    item.lead_votes = lead_votes(choices)
+    return winning_choice(tally)
 
 
 def _decide(item: ReviewItem, winner: str, deciding: Vote, now: datetime) -> None:
@@ -265,6 +378,7 @@ def _decide(item: ReviewItem, winner: str, deciding: Vote, now: datetime) -> Non
         decided_choice=winner,
         decided_at=now,
         votes_count=item.votes_count,
+        lead_votes=item.lead_votes,
         leases_active=0,
         lease_expires_min=None,
     )

@@ -1,5 +1,7 @@
 // Review page: keyboard voting with a pre-fetched next item and an undo window.
 // Cards are server-rendered fragments (GET next-card); votes go to the REST API.
+// Every card shown or pre-fetched in this session is excluded from the next fetch, so a card
+// whose vote is still in its undo window or on its way never comes back, whatever the pace.
 (function () {
   "use strict";
   const app = document.getElementById("review-app");
@@ -9,6 +11,10 @@
   const commentEl = document.getElementById("review-comment");
   const commentBox = commentEl.closest(".comment-box");
   const helpEl = document.getElementById("review-help");
+  const guideEl = document.getElementById("review-guidelines");
+  const remainingEl = document.getElementById("review-remaining");
+  const guidelineVersion = app.dataset.guidelineVersion || "";
+  const SEEN_MAX = 500; // the server's EXCLUDE_MAX
   const csrf = app.querySelector("input[name=csrfmiddlewaretoken]").value;
   const undoMs = parseInt(app.dataset.undoMs || "4000", 10);
   const choices = Array.from(app.querySelectorAll("button[data-choice]")).map((b) => b.dataset.choice);
@@ -19,6 +25,8 @@
   let prefetching = null; // Promise while a prefetch runs
   let pending = null;     // the vote in its undo window
   let toastTimer = null;
+  let recheckTimer = null;
+  const seen = [];        // ids of every card shown or pre-fetched, oldest first
 
   const urlFor = (tpl, id) => tpl.replace(/\/0\//, "/" + id + "/");
   const newKey = () => (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random());
@@ -31,23 +39,62 @@
     if (ms) toastTimer = setTimeout(() => { toastEl.hidden = true; }, ms);
   }
 
-  async function fetchCard(exclude) {
-    const ids = exclude.filter(Boolean).join(",");
+  let lastEmpty = null;    // {held, retry} from the last 204
+
+  function remember(id) {
+    if (!id || seen.includes(id)) return;
+    seen.push(id);
+    if (seen.length > SEEN_MAX) seen.shift();
+  }
+
+  async function fetchCard() {
+    const ids = busyIds().join(",");
     const resp = await fetch(app.dataset.nextUrl + (ids ? "?exclude=" + ids : ""), {
       credentials: "same-origin", headers: { "X-Requested-With": "fetch" },
     });
-    if (resp.status === 204) return null;
+    if (resp.status === 204) {
+      lastEmpty = {
+        held: parseInt(resp.headers.get("X-Review-Held") || "0", 10),
+        retry: parseInt(resp.headers.get("X-Review-Retry-After") || "0", 10),
+      };
+      return null;
+    }
     if (!resp.ok) throw new Error("HTTP " + resp.status);
-    return { id: resp.headers.get("X-Review-Item"), html: await resp.text() };
+    const card = {
+      id: resp.headers.get("X-Review-Item"),
+      remaining: resp.headers.get("X-Review-Remaining"),
+      html: await resp.text(),
+      dwell: 0, since: null,
+    };
+    remember(card.id);
+    return card;
   }
 
   function busyIds() {
-    return [current && current.id, pending && pending.item.id];
+    const ids = seen.slice();
+    for (const id of [current && current.id, prefetched && prefetched.id, pending && pending.item.id]) {
+      if (id && !ids.includes(id)) ids.push(id);
+    }
+    return ids;
   }
+
+  // Dwell: the time the card is on screen while the tab is visible.
+  function startClock(card) {
+    if (card && card.since === null && !document.hidden) card.since = performance.now();
+  }
+  function stopClock(card) {
+    if (card && card.since !== null) {
+      card.dwell += performance.now() - card.since;
+      card.since = null;
+    }
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) stopClock(current); else startClock(current);
+  });
 
   function prefetch() {
     if (prefetched || prefetching) return prefetching;
-    prefetching = fetchCard(busyIds())
+    prefetching = fetchCard()
       .then((card) => { prefetched = card; })
       .catch(() => { prefetched = null; })
       .finally(() => { prefetching = null; });
@@ -55,15 +102,36 @@
   }
 
   function show(card) {
+    stopClock(current);
     current = card;
     commentEl.value = "";
     commentBox.hidden = true;
+    clearTimeout(recheckTimer);
     if (card) {
       stageEl.innerHTML = card.html;
       wireCard();
+      startClock(card);
+      const left = parseInt(card.remaining || "0", 10);
+      remainingEl.textContent = card.remaining ? (left > 1000 ? "1000+" : left) + " left for you" : "";
+      remainingEl.hidden = !card.remaining;
     } else {
       stageEl.innerHTML = document.getElementById("review-empty").innerHTML;
+      remainingEl.textContent = "0 left for you";
+      remainingEl.hidden = false;
+      explainEmpty();
     }
+  }
+
+  // The tail of a queue: items whose seats other experts hold come back when a lease runs out,
+  // so the page says so and checks again then, instead of leaving the expert at a dead end.
+  function explainEmpty() {
+    const why = stageEl.querySelector(".empty-why");
+    if (!lastEmpty || !lastEmpty.held || !why) return;
+    const wait = Math.max(1, Math.min(lastEmpty.retry || 30, 600));
+    why.textContent = lastEmpty.held + " open item" + (lastEmpty.held > 1 ? "s are" : " is") +
+      " being reviewed by other experts. If a seat frees (a lease runs out), this page takes it: checking again in " +
+      wait + " s.";
+    recheckTimer = setTimeout(() => { if (!current) advance(); }, wait * 1000);
   }
 
   function wireCard() {
@@ -79,9 +147,9 @@
       prefetched = null;
       show(card);
     } else {
-      show(await fetchCard(busyIds()).catch(() => null));
+      show(await fetchCard().catch(() => null));
     }
-    prefetch();
+    if (current) prefetch();
   }
 
   function correctionData() {
@@ -108,7 +176,11 @@
     }
     if (pending) send(pending); // a second vote inside the window: the first one is final
     const item = current;
-    pending = { item, choice, comment: commentEl.value.trim(), key: newKey(), ...extra };
+    stopClock(item);
+    pending = {
+      item, choice, comment: commentEl.value.trim(), key: newKey(),
+      dwell: Math.round(item.dwell), ...extra,
+    };
     const mine = pending;
     mine.timer = setTimeout(() => send(mine), undoMs);
     toast(
@@ -125,7 +197,7 @@
     const back = pending;
     pending = null;
     if (current) prefetched = current; // the item shown meanwhile waits as the next one
-    show(back.item);
+    show(back.item); // its clock goes on from where the vote stopped it
     commentEl.value = back.comment;
     toast("Vote undone: item #" + back.item.id + " is back.", "", 2500);
   }
@@ -139,6 +211,8 @@
     body.append("choice", p.choice);
     body.append("comment", p.comment);
     body.append("idempotency_key", p.key);
+    body.append("dwell_ms", String(Math.min(p.dwell, 3600000)));
+    if (guidelineVersion) body.append("guideline_version", guidelineVersion);
     if (p.instruction) body.append("instruction", p.instruction);
     if (p.image) body.append("image", p.image);
     for (let attempt = 0; attempt < 4; attempt++) {
@@ -151,8 +225,9 @@
         if (resp.ok) {
           const msg = data.decided
             ? "Vote recorded — item #" + p.item.id + " decided: " + data.decision_choice + "."
-            : "Vote recorded on item #" + p.item.id + ".";
-          toast(msg, "", 2500);
+            : "Vote recorded on item #" + p.item.id + '. <a href="' + urlFor(app.dataset.itemUrl, p.item.id) +
+              '">Change</a> (until it is decided)';
+          toast(msg, "", 4000);
         } else {
           toast("Item #" + p.item.id + ": " + (data.detail || "vote refused (HTTP " + resp.status + ")"), "error", 6000);
         }
@@ -175,6 +250,10 @@
     await advance();
   }
 
+  function toggleGuidelines(open) {
+    guideEl.hidden = open === undefined ? !guideEl.hidden : !open;
+  }
+
   function openComment() {
     commentBox.hidden = false;
     commentEl.focus();
@@ -193,6 +272,7 @@
     else if (key === "s") { ev.preventDefault(); skip(); }
     else if (key === "c") { ev.preventDefault(); openComment(); }
     else if (key === "u") { ev.preventDefault(); undo(); }
+    else if (key === "g") { ev.preventDefault(); toggleGuidelines(); }
     else if (ev.key === "?") { ev.preventDefault(); helpEl.open ? helpEl.close() : helpEl.showModal(); }
   });
 
@@ -205,13 +285,23 @@
     else if (btn.dataset.action === "help") helpEl.showModal();
     else if (btn.dataset.action === "undo") undo();
     else if (btn.dataset.action === "reload") advance();
+    else if (btn.dataset.action === "guidelines") toggleGuidelines();
   });
 
   // Leaving the page ends the undo window: send the vote rather than lose it.
   window.addEventListener("pagehide", () => { if (pending) send(pending, true); });
 
+  // The guidelines open by themselves on the first visit, and again when they change.
+  const seenKey = "hilapp.guidelines." + app.dataset.stage;
+  try {
+    if (guidelineVersion && localStorage.getItem(seenKey) !== guidelineVersion) {
+      toggleGuidelines(true);
+      localStorage.setItem(seenKey, guidelineVersion);
+    }
+  } catch (err) { toggleGuidelines(true); } // storage blocked: show them every time
+
   (async function start() {
-    show(await fetchCard([]).catch(() => null));
-    prefetch();
+    show(await fetchCard().catch(() => null));
+    if (current) prefetch();
   })();
 })();

@@ -73,7 +73,6 @@ def test_hv3_three_way_split_draws_a_fourth_expert(experts, decisions) -> None:
 
 def test_votes_after_the_decision_are_refused(experts, decisions) -> None:
     item = review_item_open(stage="hv1", subject_id=4)
-    assert review_queue_next(expert=experts[2], stage="hv1") == item  # third seat taken
     vote(item, experts[0], "reject")
     vote(item, experts[1], "reject")
     with pytest.raises(VoteRefused) as exc:
@@ -122,22 +121,54 @@ def test_choices_are_checked_per_stage(experts) -> None:
         vote_cast(item_id=hv3.pk, expert=experts[0], choice="correct", idempotency_key="y")
 
 
-def test_at_most_the_panel_holds_seats(experts) -> None:
+def test_seats_are_only_the_votes_that_can_still_change_the_outcome(experts, decisions) -> None:
     item = review_item_open(stage="hv1", subject_id=9)
     got = [review_queue_next(expert=e, stage="hv1") for e in experts]
-    assert got[:3] == [item, item, item] and got[3:] == [None, None]
+    # Fresh: two matching votes can decide it, so two seats.
+    assert got[:2] == [item, item] and got[2:] == [None, None, None]
     item.refresh_from_db()
-    assert item.leases_active == 3
-    # A fourth expert cannot vote past the queue either.
+    assert item.leases_active == 2
+    # Nobody votes past the queue either.
     with pytest.raises(VoteRefused) as exc:
         vote_cast(item_id=item.pk, expert=experts[3], choice="approve", idempotency_key="z")
     assert exc.value.code == "no_seat"
+    # After one vote one more vote can decide: the seat still held is that one.
+    vote_cast(item_id=item.pk, expert=experts[0], choice="approve", idempotency_key="s0")
+    assert review_queue_next(expert=experts[2], stage="hv1") is None
+    # A split: one more seat, for the vote that breaks the tie.
+    vote_cast(item_id=item.pk, expert=experts[1], choice="reject", idempotency_key="s1")
+    assert review_queue_next(expert=experts[2], stage="hv1") == item
+    assert review_queue_next(expert=experts[3], stage="hv1") is None
+
+
+def test_an_hv3_three_way_split_seats_one_more_expert(experts, decisions) -> None:
+    item = review_item_open(stage="hv3", subject_id=90)
+    for n in range(2):
+        assert review_queue_next(expert=experts[n], stage="hv3") == item
+    for n, choice in enumerate(["regenerate", "discard"]):
+        vote_cast(item_id=item.pk, expert=experts[n], choice=choice, idempotency_key=f"h{n}")
+    assert review_queue_next(expert=experts[2], stage="hv3") == item
+    assert review_queue_next(expert=experts[3], stage="hv3") is None
+    vote_cast(
+        item_id=item.pk,
+        expert=experts[2],
+        choice="correct",
+        instruction="fix the hands",
+        idempotency_key="h2",
+    )
+    item.refresh_from_db()
+    assert item.status == "open" and item.lead_votes == 1
+    assert review_queue_next(expert=experts[3], stage="hv3") == item
+    assert review_queue_next(expert=experts[4], stage="hv3") is None
+    outcome = vote_cast(item_id=item.pk, expert=experts[3], choice="discard", idempotency_key="h3")
+    assert outcome.decided and outcome.decision_choice == "discard"
 
 
 def test_expired_lease_frees_the_seat(experts, settings) -> None:
     item = review_item_open(stage="hv1", subject_id=10)
-    for e in experts[:3]:
+    for e in experts[:2]:
         assert review_queue_next(expert=e, stage="hv1") == item
+    assert review_queue_next(expert=experts[2], stage="hv1") is None
     settings.HILAPP_REVIEW_LEASE_S = -1  # every lease given so far is now in the past
     ReviewItem.objects.filter(pk=item.pk).update(lease_expires_min="2000-01-01T00:00:00Z")
     from review.models import ReviewLease
@@ -146,8 +177,8 @@ def test_expired_lease_frees_the_seat(experts, settings) -> None:
     settings.HILAPP_REVIEW_LEASE_S = 600
     assert review_queue_next(expert=experts[3], stage="hv1") == item
     kinds = list(ReviewEvent.objects.filter(item=item).values_list("kind", flat=True))
-    assert kinds.count(EventKind.LEASE_EXPIRED) == 3
-    assert kinds.count(EventKind.LEASE_GIVEN) == 4
+    assert kinds.count(EventKind.LEASE_EXPIRED) == 2
+    assert kinds.count(EventKind.LEASE_GIVEN) == 3
 
 
 def test_queue_order_is_priority_then_oldest(experts) -> None:
