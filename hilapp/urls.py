@@ -1,13 +1,12 @@
 """Top-level URLs. Each app contributes its pages (``urls``) and API routes (``api_urls``)."""
 
 from django.conf import settings
-from django.conf.urls.static import static
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from hilapp import views
+from hilapp import media, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,6 +20,7 @@ urlpatterns = [
     path("api/v1/review/", include("review.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Stored media only through signed, expiring URLs (hilapp.media); never a public folder,
+    # in embedded mode and DEBUG included.
+    path(f"{settings.MEDIA_URL.lstrip('/')}<path:name>", media.media_serve, name="media"),
 ]
-if settings.DEBUG or settings.MEDIA_STORAGE_BACKEND.endswith("FileSystemStorage"):
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.files.storage import default_storage
 from rest_framework import serializers
 
+from hilapp.media import media_url
 from review.models import ReviewEvent, ReviewItem, Vote
 from review.stages import CHOICE_KEYS, Choice, choices_for
 
@@ -63,7 +63,7 @@ class VoteSerializer(serializers.ModelSerializer[Vote]):
         fields = ["id", "expert", "choice", "comment", "image_url", "instruction", "created_at"]
 
     def get_image_url(self, vote: Vote) -> str | None:
-        return default_storage.url(vote.image_name) if vote.image_name else None
+        return media_url(vote.image_name) or None
 
 
 class EventSerializer(serializers.ModelSerializer[ReviewEvent]):

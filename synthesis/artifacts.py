@@ -23,7 +23,3 @@ def read_bytes(name: str) -> bytes:
     with default_storage.open(name, "rb") as handle:
         data: bytes = handle.read()
     return data
-
-
-def url_of(name: str) -> str:
-    return default_storage.url(name) if name else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hilapp.media import media_url
 from review.handlers import Decision, SubjectView, register_decision_handler, register_presenter
 from review.stages import Choice, Stage
 
@@ -56,12 +57,6 @@ def apply_hv3(decision: Decision) -> None:
 # --- presenters -----------------------------------------------------------------------------------
 
 
-def _url(name: str) -> str:
-    from synthesis.artifacts import url_of
-
-    return url_of(name)
-
-
 def _chip(control_id: str) -> dict[str, str]:
     from synthesis.vocabulary import UnknownControlId, load_vocabulary
 
@@ -77,7 +72,7 @@ def _character_card(character: Any) -> dict[str, Any]:
         "cid": character.cid,
         "name": character.name or character.cid,
         "status": character.status,
-        "template_url": _url(character.template),
+        "template_url": media_url(character.template),
     }
 
 
@@ -89,7 +84,7 @@ def present_character(subject_id: int) -> SubjectView:
         "synthesis/review/hv1.html",
         {
             "character": character,
-            "template_url": _url(character.template) if character else "",
+            "template_url": media_url(character.template) if character else "",
         },
     )
 
@@ -144,7 +139,7 @@ def present_frame(subject_id: int) -> SubjectView:
             "round": a.round,
             "action": a.get_action_display(),
             "status": a.status,
-            "image_url": _url(a.image),
+            "image_url": media_url(a.image),
             "error_scope": a.error_scope,
             "report": a.report or {},
             "instruction": a.instruction,
@@ -158,7 +153,7 @@ def present_frame(subject_id: int) -> SubjectView:
     cast = [
         {
             "card": _character_card(fc.character),
-            "reference_url": _url(fc.reference),
+            "reference_url": media_url(fc.reference),
             "pose": _chip(fc.pid),
             "expression": _chip(fc.eid),
             "composition": _chip(fc.ctag),
@@ -169,7 +164,7 @@ def present_frame(subject_id: int) -> SubjectView:
         "synthesis/review/hv3.html",
         {
             "frame": frame,
-            "image_url": _url(frame.image or (shown.image if shown else "")),
+            "image_url": media_url(frame.image or (shown.image if shown else "")),
             "cast": cast,
             "failed": failed,
         },

@@ -109,6 +109,23 @@ if not SECRET_KEY:
     SECRET_KEY = _dev_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# HTTPS: on by default whenever DEBUG is off, so a production site gets secure cookies, the
+# redirect and HSTS without asking; a site served over plain HTTP (a private network, a test)
+# says HILAPP_HTTPS=0. Each setting below can still be set on its own.
+HILAPP_HTTPS = env_bool("HILAPP_HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HILAPP_HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", HILAPP_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", HILAPP_HTTPS)
+# HSTS starts at an hour (browsers remember it; raise it once HTTPS is known to work).
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 3600 if HILAPP_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients):
+# without it, Django sees plain HTTP and SECURE_SSL_REDIRECT would loop.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("HILAPP_PROXY_SSL_HEADER", False) else None
+)
 
 # --- Django -------------------------------------------------------------------------------------
 INSTALLED_APPS = [
@@ -122,12 +139,14 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served locally: the docs work offline
     "hilapp",
     "synthesis",
     "review",
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files, hashed and compressed
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -165,16 +184,59 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+# ``collectstatic`` writes here (the release process, or an image build); the web process reads.
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or VAR_DIR / "staticfiles")
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or VAR_DIR / "media")
-# Any Django storage backend (e.g. storages.backends.s3.S3Storage for S3-compatible storage).
-MEDIA_STORAGE_BACKEND = env_str("MEDIA_STORAGE_BACKEND") or (
-    "django.core.files.storage.FileSystemStorage"
-)
+# Media URLs are signed and expire (hilapp.media): local files through Django's signed view
+# (or nginx's X-Accel-Redirect), S3 through the bucket's presigned URLs.
+HILAPP_MEDIA_URL_TTL_S = env_int("HILAPP_MEDIA_URL_TTL_S", 3600, minimum=60)
+HILAPP_MEDIA_X_ACCEL_PREFIX = env_str("HILAPP_MEDIA_X_ACCEL_PREFIX") or ""
+_LOCAL_MEDIA = "hilapp.media.SignedFileSystemStorage"
+_S3_MEDIA = "storages.backends.s3.S3Storage"
+MEDIA_STORAGE_BACKEND = env_str("MEDIA_STORAGE_BACKEND") or _LOCAL_MEDIA
+if MEDIA_STORAGE_BACKEND in (_LOCAL_MEDIA, "django.core.files.storage.FileSystemStorage"):
+    MEDIA_STORAGE_BACKEND = _LOCAL_MEDIA  # the plain class's URLs would not be signed
+    _media_storage: dict[str, object] = {"BACKEND": _LOCAL_MEDIA}
+elif MEDIA_STORAGE_BACKEND == _S3_MEDIA:
+    if not env_str("AWS_STORAGE_BUCKET_NAME"):
+        raise ImproperlyConfigured(
+            f"MEDIA_STORAGE_BACKEND={_S3_MEDIA} needs AWS_STORAGE_BUCKET_NAME (the bucket's name)"
+        )
+    _media_storage = {
+        "BACKEND": "hilapp.s3.S3MediaStorage",  # S3Storage, always presigned
+        "OPTIONS": {
+            "bucket_name": env_str("AWS_STORAGE_BUCKET_NAME"),
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL") or None,
+            "public_endpoint_url": env_str("AWS_S3_PUBLIC_ENDPOINT_URL") or None,
+            "region_name": env_str("AWS_S3_REGION_NAME") or None,
+            # Unset keys: boto3's own chain (instance role, ~/.aws) finds credentials.
+            "access_key": env_str("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("AWS_SECRET_ACCESS_KEY") or None,
+            "addressing_style": env_str("AWS_S3_ADDRESSING_STYLE") or None,
+            "signature_version": "s3v4",
+            "location": env_str("AWS_LOCATION") or "",
+            "querystring_auth": True,
+            "querystring_expire": HILAPP_MEDIA_URL_TTL_S,
+            "default_acl": None,  # objects stay private: only presigned URLs read them
+            # Names are content-addressed: a second write of a name writes the same bytes.
+            "file_overwrite": True,
+        },
+    }
+else:
+    raise ImproperlyConfigured(
+        f"MEDIA_STORAGE_BACKEND={MEDIA_STORAGE_BACKEND!r}: use {_LOCAL_MEDIA} (local files, the "
+        f"default) or {_S3_MEDIA} (an S3-compatible bucket); media URLs must be signed"
+    )
 STORAGES = {
-    "default": {"BACKEND": MEDIA_STORAGE_BACKEND},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "default": _media_storage,
+    # Hashed, compressed names when DEBUG is off (needs ``collectstatic``, served by WhiteNoise
+    # with far-future caching); plain names in DEBUG, where runserver finds the files itself.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
 
@@ -196,6 +258,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     # Two apps name a status enum "Status"; give the review one its own component name.
     "ENUM_NAME_OVERRIDES": {"ReviewItemStatusEnum": "review.models.ItemStatus"},
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

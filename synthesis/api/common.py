@@ -8,8 +8,8 @@ from typing import Any
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
+from hilapp.media import media_url
 from hilapp.roles import AnyUser, is_admin, is_expert
-from synthesis.artifacts import url_of
 
 
 class IdCursorPagination(CursorPagination):
@@ -29,6 +29,6 @@ def sees_everything(user: AnyUser) -> bool:
 def absolute_url(context: Mapping[str, Any], name: str) -> str | None:
     if not name:
         return None
-    url = url_of(name)
+    url = media_url(name)
     request: Request | None = context.get("request")
     return request.build_absolute_uri(url) if request is not None else url

@@ -16,6 +16,7 @@ import math
 from django.conf import settings
 from django.db import transaction
 
+from hilapp.media import media_url
 from review.handlers import Decision, SubjectView, register_decision_handler, register_presenter
 from review.stages import Choice, Stage
 from synthesis.models import Frame, StatusChange
@@ -108,8 +109,6 @@ def apply_audit(decision: Decision) -> None:
 
 
 def present_audit(subject_id: int) -> SubjectView:
-    from synthesis.artifacts import url_of
-
     frame = Frame.objects.select_related("story").filter(pk=subject_id).first()
     cast = []
     if frame is not None:
@@ -117,8 +116,8 @@ def present_audit(subject_id: int) -> SubjectView:
             {
                 "name": fc.character.name or fc.character.cid,
                 "cid": fc.character.cid,
-                "template_url": url_of(fc.character.template),
-                "reference_url": url_of(fc.reference),
+                "template_url": media_url(fc.character.template),
+                "reference_url": media_url(fc.reference),
                 "pid": fc.pid,
                 "eid": fc.eid,
                 "ctag": fc.ctag,
@@ -127,7 +126,7 @@ def present_audit(subject_id: int) -> SubjectView:
         ]
     return SubjectView(
         "synthesis/audit_frame.html",
-        {"frame": frame, "image_url": url_of(frame.image) if frame else "", "cast": cast},
+        {"frame": frame, "image_url": media_url(frame.image) if frame else "", "cast": cast},
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db.models import Sum
 
-from synthesis.artifacts import url_of
+from hilapp.media import media_url
 from synthesis.models import Frame, GateAttempt, ModelCall, StatusChange
 
 
@@ -51,9 +51,9 @@ def _attempt(attempt: GateAttempt) -> dict[str, Any]:
         "instruction": attempt.instruction,
         "diagnostic": attempt.diagnostic,
         "source_image": attempt.source_image,
-        "source_url": url_of(attempt.source_image),
+        "source_url": media_url(attempt.source_image),
         "image": attempt.image,
-        "image_url": url_of(attempt.image),
+        "image_url": media_url(attempt.image),
         "image_sha256": attempt.image_sha256,
         "producer_model": attempt.producer_model,
         "judge_model": attempt.judge_model,
@@ -93,7 +93,7 @@ def _reviews(stage: str, subject_id: int) -> list[dict[str, Any]]:
                         "choice": v.choice,
                         "comment": v.comment,
                         "instruction": v.instruction,
-                        "image_url": url_of(v.image_name),
+                        "image_url": media_url(v.image_name),
                         "at": v.created_at,
                     }
                     for v in item.votes.select_related("expert").order_by("id")
@@ -115,14 +115,14 @@ def frame_provenance(*, frame_id: int) -> dict[str, Any]:
                 "id": fc.pk,
                 "cid": fc.character.cid,
                 "name": fc.character.name,
-                "template_url": url_of(fc.character.template),
+                "template_url": media_url(fc.character.template),
                 "pid": fc.pid,
                 "eid": fc.eid,
                 "ctag": fc.ctag,
                 "status": fc.reference_status,
                 "round": fc.round,
                 "iterations": fc.iterations,
-                "reference_url": url_of(fc.reference),
+                "reference_url": media_url(fc.reference),
                 "model": fc.reference_model,
                 "attempts": attempts,
                 "changes": _changes("framecharacter", fc.pk),
@@ -144,7 +144,7 @@ def frame_provenance(*, frame_id: int) -> dict[str, Any]:
             "status": frame.status,
             "round": frame.round,
             "approval_path": frame.approval_path,
-            "image_url": url_of(frame.image),
+            "image_url": media_url(frame.image),
             "image_sha256": frame.image_sha256,
             "synthesizer_model": frame.synthesizer_model,
             "arbitrator_model": frame.arbitrator_model,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -71,7 +72,9 @@ def test_rows_carry_absolute_image_urls_not_bytes(api_data: ApiData, client_for:
     assert frame["split"] == "train"
     character = client.get(f"/api/v1/characters/{api_data.locked.pk}/").json()
     assert character["template_url"].startswith("http://testserver/media/templates/")
-    assert frame["image_url"].endswith(api_data.frame.image)  # the stored image's URL
+    # The stored image's URL, signed (hilapp.media).
+    assert urlsplit(frame["image_url"]).path.endswith(api_data.frame.image)
+    assert "sig=" in urlsplit(frame["image_url"]).query
     assert not any(
         isinstance(v, bytes) or (isinstance(v, str) and len(v) > 2000) for v in frame.values()
     )
