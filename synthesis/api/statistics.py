@@ -1,7 +1,8 @@
 """``/api/v1/statistics/``: every figure of the statistics page as JSON (admins only).
 
 ``GET /api/v1/statistics/`` returns all figures; ``GET /api/v1/statistics/<name>/`` one of them
-(the names are the plot names of ``synthesis.plots.PLOTS`` plus ``hv3_escalation``).
+(the names are the plot names of ``synthesis.plots.PLOTS`` plus ``hv3_escalation`` and
+``expert_effort``: looks, dwell and expert-hours per review stage).
 """
 
 from __future__ import annotations

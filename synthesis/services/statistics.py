@@ -90,6 +90,7 @@ def statistics_all(*, use_cache: bool = True) -> dict[str, Any]:
         "cost_per_approved_frame": cost_per_approved_frame(),
         "latency": latency_percentiles(),
         "audit": gate_audit(),
+        "expert_effort": expert_effort(),
     }
     cache.set(key, figures, CACHE_SECONDS)
     return figures
@@ -470,4 +471,166 @@ def gate_audit() -> dict[str, Any]:
         "false_accept_rate": _rate(rejected, decided),
         "ci95": list(interval) if interval else None,
         "rejected_frames": latest,
+    }
+
+
+# --- expert time ---------------------------------------------------------------------------------
+
+# The paper's scale: 2,000 character templates judged in HV1 and 10,000 story scripts in HV2;
+# HV3 and the audit scale with the frames, at the rates measured here.
+PAPER_CIDS = 2_000
+PAPER_STORIES = 10_000
+# Frames per story when none has been scripted yet: the middle of the paper's 7 to 12.
+PAPER_FRAMES_PER_STORY = 9.5
+# HV3 items per frame when no frame has come to rest yet: the paper's "approximately 2%".
+PAPER_HV3_RATE = 0.02
+
+
+def _median_s(values: list[int]) -> float | None:
+    return pystats.median(values) / 1000 if values else None
+
+
+def _mean_s(values: list[int]) -> float | None:
+    return pystats.fmean(values) / 1000 if values else None
+
+
+def expert_effort() -> dict[str, Any]:
+    """What the decided review items cost the experts, and what the paper's scale would cost.
+
+    Over decided items only (an open item's votes and dwell stay blind). Per stage: looks per
+    decided item (votes plus seats the item was decided under: the *wasted* looks), dwell time
+    (median and mean of the votes that carry one), and expert-seconds (looks × mean dwell).
+    Expert-seconds per approved frame divide every stage's seconds by the approved frames, so
+    HV1 and HV2 time is spread over the frames it led to. The projection multiplies the paper's
+    item counts (HV3 and audit: the measured items per frame) by looks per item and mean dwell.
+    """
+    from django.contrib.auth import get_user_model
+
+    from review.models import EventKind, ReviewDecision, ReviewEvent, Vote
+    from review.stages import Stage
+
+    decided = dict(
+        ReviewDecision.objects.order_by()
+        .values_list("stage")
+        .annotate(n=Count("pk"))
+        .values_list("stage", "n")
+    )
+    votes: dict[str, int] = defaultdict(int)
+    dwell: dict[str, list[int]] = defaultdict(list)
+    per_expert: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    expert_votes: Counter[int] = Counter()
+    for stage, expert_id, ms in Vote.objects.filter(item__status="decided").values_list(
+        "stage", "expert_id", "dwell_ms"
+    ):
+        votes[stage] += 1
+        expert_votes[expert_id] += 1
+        if ms is not None:
+            dwell[stage].append(ms)
+            per_expert[expert_id][stage].append(ms)
+    wasted = Counter(
+        ReviewEvent.objects.filter(
+            kind=EventKind.LEASE_RELEASED, data__reason="decided", item__status="decided"
+        ).values_list("item__stage", flat=True)
+    )
+    approved = Frame.objects.filter(status=FrameStatus.APPROVED).count()
+    stages = []
+    total_seconds = 0.0
+    for stage in Stage:
+        n = decided.get(stage.value, 0)
+        looks = votes[stage.value] + wasted[stage.value]
+        mean = _mean_s(dwell[stage.value])
+        seconds = looks * mean if mean is not None else None
+        total_seconds += seconds or 0.0
+        stages.append(
+            {
+                "stage": stage.value,
+                "label": stage.label,
+                "decided": n,
+                "votes": votes[stage.value],
+                "wasted_looks": wasted[stage.value],
+                "looks_per_decided": looks / n if n else None,
+                "wasted_per_decided": wasted[stage.value] / n if n else None,
+                "votes_with_dwell": len(dwell[stage.value]),
+                "median_dwell_s": _median_s(dwell[stage.value]),
+                "mean_dwell_s": mean,
+                "expert_seconds": seconds,
+                "seconds_per_approved_frame": seconds / approved
+                if seconds is not None and approved
+                else None,
+            }
+        )
+    names = dict(
+        get_user_model().objects.filter(pk__in=list(expert_votes)).values_list("pk", "username")
+    )
+    experts = [
+        {
+            "expert": names.get(expert_id, str(expert_id)),
+            "votes": expert_votes[expert_id],
+            "median_dwell_s": _median_s([ms for v in per_expert[expert_id].values() for ms in v]),
+            "median_dwell_s_by_stage": {
+                stage: _median_s(values) for stage, values in sorted(per_expert[expert_id].items())
+            },
+        }
+        for expert_id in sorted(expert_votes, key=lambda e: names.get(e, ""))
+    ]
+    return {
+        "stages": stages,
+        "experts": experts,
+        "approved_frames": approved,
+        "expert_seconds": total_seconds,
+        "expert_seconds_per_approved_frame": total_seconds / approved if approved else None,
+        "projection": paper_projection({s["stage"]: s for s in stages}),
+    }
+
+
+def paper_projection(by_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Expert-hours per stage at the paper's scale, from the measured looks and dwell."""
+    from review.models import ReviewItem
+
+    resting = Frame.objects.filter(status__in=RESTING_FRAME).count()
+    stories = list(
+        Story.objects.filter(frames__isnull=False)
+        .annotate(n=Count("frames"))
+        .values_list("n", flat=True)
+    )
+    frames_per_story = pystats.fmean(stories) if stories else PAPER_FRAMES_PER_STORY
+    frames = PAPER_STORIES * frames_per_story
+    per_frame = {
+        stage: (ReviewItem.objects.filter(stage=stage).count() / resting if resting else None)
+        for stage in ("hv3", "audit")
+    }
+    hv3_rate = per_frame["hv3"] if per_frame["hv3"] is not None else PAPER_HV3_RATE
+    audit_rate = per_frame["audit"]
+    items = {
+        "hv1": float(PAPER_CIDS),
+        "hv2": float(PAPER_STORIES),
+        "hv3": frames * hv3_rate,
+        "audit": frames * audit_rate if audit_rate is not None else None,
+    }
+    rows = []
+    total = 0.0
+    for stage, count in items.items():
+        measured = by_stage.get(stage, {})
+        looks, mean = measured.get("looks_per_decided"), measured.get("mean_dwell_s")
+        hours = count * looks * mean / 3600 if None not in (count, looks, mean) else None
+        total += hours or 0.0
+        rows.append(
+            {
+                "stage": stage,
+                "items": count,
+                "looks_per_item": looks,
+                "mean_dwell_s": mean,
+                "expert_hours": hours,
+            }
+        )
+    return {
+        "stories": PAPER_STORIES,
+        "cids": PAPER_CIDS,
+        "frames_per_story": frames_per_story,
+        "frames": frames,
+        "hv3_rate": hv3_rate,
+        "hv3_rate_measured": per_frame["hv3"] is not None,
+        "audit_rate": audit_rate,
+        "stages": rows,
+        "expert_hours": total,
     }

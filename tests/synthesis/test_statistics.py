@@ -355,3 +355,90 @@ def test_only_gate_approvals_are_audited() -> None:
     frame.refresh_from_db()
     assert not frame_audit_maybe_open(frame, rate=1.0)
     assert not ReviewItem.objects.filter(stage="audit").exists()
+
+
+def _item_with_dwell(
+    stage: str, subject_id: int, votes: list[tuple[Any, str, int]], *, decided: bool = True
+) -> ReviewItem:
+    """A review item with votes whose dwell times (seconds) are known; decided by the last."""
+    item = ReviewItem.objects.create(stage=stage, subject_id=subject_id, votes_count=len(votes))
+    made = [
+        Vote.objects.create(
+            item=item,
+            expert=expert,
+            stage=stage,
+            choice=choice,
+            idempotency_key=f"k{next(_keys)}",
+            dwell_ms=seconds * 1000,
+        )
+        for expert, choice, seconds in votes
+    ]
+    if decided:
+        item.status, item.decided_choice = ItemStatus.DECIDED, made[-1].choice
+        item.save()
+        ReviewDecision.objects.create(
+            item=item,
+            stage=stage,
+            subject_id=subject_id,
+            choice=made[-1].choice,
+            deciding_vote=made[-1],
+        )
+    return item
+
+
+def test_expert_effort_on_known_votes_and_dwell_times(make_user: Any, client: Any) -> None:
+    from review.models import EventKind, ReviewEvent
+
+    e1, e2, e3 = (make_user(f"effort{n}") for n in (1, 2, 3))
+    a = _item_with_dwell("hv1", 1, [(e1, "approve", 10), (e2, "approve", 20)])
+    _item_with_dwell("hv1", 2, [(e1, "approve", 30), (e2, "reject", 40), (e3, "reject", 50)])
+    _item_with_dwell("hv2", 3, [(e1, "approve", 60), (e3, "approve", 120)])
+    # An open item's votes stay out (blind until decided), however long they took.
+    _item_with_dwell("hv1", 4, [(e1, "approve", 999)], decided=False)
+    # e3 held a seat on item a when it was decided: a wasted look.
+    ReviewEvent.objects.create(
+        item=a, expert=e3, kind=EventKind.LEASE_RELEASED, data={"reason": "decided"}
+    )
+    batch = Batch.objects.create(kind=BatchKind.STORIES, requested=1)
+    story = Story.objects.create(batch=batch, index=0, status=StoryStatus.COMPLETE, genre="g")
+    for i in range(3):
+        Frame.objects.create(
+            story=story, index=i, frame_text="t", status=FrameStatus.APPROVED, approval_path="gate"
+        )
+
+    effort = stats.expert_effort()
+    by = {s["stage"]: s for s in effort["stages"]}
+    hv1, hv2 = by["hv1"], by["hv2"]
+    assert (hv1["decided"], hv1["votes"], hv1["wasted_looks"]) == (2, 5, 1)
+    assert hv1["looks_per_decided"] == 3.0 and hv1["wasted_per_decided"] == 0.5
+    assert hv1["median_dwell_s"] == 30 and hv1["mean_dwell_s"] == 30
+    assert hv1["expert_seconds"] == 6 * 30  # six looks at the mean dwell
+    assert (hv2["looks_per_decided"], hv2["median_dwell_s"], hv2["expert_seconds"]) == (
+        2.0,
+        90,
+        180,
+    )
+    assert by["hv3"]["looks_per_decided"] is None and by["hv3"]["median_dwell_s"] is None
+    assert effort["approved_frames"] == 3
+    assert effort["expert_seconds_per_approved_frame"] == (180 + 180) / 3
+    experts = {x["expert"]: x for x in effort["experts"]}
+    assert experts["effort1"]["median_dwell_s"] == 30
+    assert experts["effort1"]["median_dwell_s_by_stage"] == {"hv1": 20, "hv2": 60}
+    assert experts["effort3"]["median_dwell_s"] == 85
+    assert experts["effort1"]["votes"] == 3  # the open item's vote is not counted
+
+    projection = effort["projection"]
+    rows = {r["stage"]: r for r in projection["stages"]}
+    assert projection["frames_per_story"] == 3 and projection["frames"] == 30_000
+    assert rows["hv1"]["expert_hours"] == 2000 * 3.0 * 30 / 3600  # 50 h
+    assert rows["hv2"]["expert_hours"] == 10_000 * 2.0 * 90 / 3600  # 500 h
+    assert rows["hv3"]["items"] == 0 and rows["hv3"]["expert_hours"] is None
+    assert projection["expert_hours"] == 550
+
+    # The page and the API show them to an admin.
+    client.force_login(make_user("effort-admin", role="admin"))
+    body = client.get("/synthesis/statistics/").content.decode()
+    assert 'id="expert-effort"' in body and 'id="effort-per-frame">120.0 expert-seconds' in body
+    assert 'id="effort-total-hours">550.0<' in body
+    api = client.get("/api/v1/statistics/expert_effort/").json()
+    assert api["expert_effort"]["projection"]["expert_hours"] == 550
