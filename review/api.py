@@ -21,14 +21,23 @@ from rest_framework.views import APIView
 
 from hilapp.roles import IsAdmin, IsExpert, is_admin
 from review.agreement import expert_agreement, stage_agreement
+from review.guidelines import guideline_for
 from review.models import ReviewItem
+from review.queue import EXCLUDE_MAX
 from review.serializers import (
     AdminItemSerializer,
     ItemSerializer,
     OutcomeSerializer,
+    RevisionInputSerializer,
     VoteInputSerializer,
 )
-from review.services import VoteRefused, review_lease_release, review_queue_next, vote_cast
+from review.services import (
+    VoteRefused,
+    review_lease_release,
+    review_queue_next,
+    vote_cast,
+    vote_revise,
+)
 from review.stages import Stage
 
 REFUSAL_STATUS = {
@@ -55,9 +64,12 @@ def parse_exclude(raw: str | None) -> list[int]:
     if not raw:
         return []
     try:
-        return [int(part) for part in raw.split(",") if part.strip()][:20]
+        ids = [int(part) for part in raw.split(",") if part.strip()]
     except ValueError as exc:
         raise ValidationError({"exclude": "A comma-separated list of item ids."}) from exc
+    if len(ids) > EXCLUDE_MAX:
+        raise ValidationError({"exclude": f"At most {EXCLUDE_MAX} item ids."})
+    return ids
 
 
 class NextItemView(APIView):
@@ -66,7 +78,14 @@ class NextItemView(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("stage", str, enum=Stage.values, required=True),
-            OpenApiParameter("exclude", str, description="item ids to skip (pre-fetching)"),
+            OpenApiParameter(
+                "exclude",
+                str,
+                description=(
+                    "comma-separated ids of items the client still shows or holds "
+                    f"(at most {EXCLUDE_MAX}); they are never handed out again"
+                ),
+            ),
         ],
         responses={200: ItemSerializer, 204: None},
     )
@@ -111,12 +130,56 @@ class VoteView(APIView):
                 idempotency_key=data.validated_data["idempotency_key"],
                 image=image,
                 instruction=data.validated_data["instruction"],
+                dwell_ms=data.validated_data["dwell_ms"],
+                guideline_version=data.validated_data["guideline_version"],
             )
         except VoteRefused as exc:
             return refusal_response(exc)
         return Response(
             OutcomeSerializer(asdict(outcome)).data,
             status=status.HTTP_200_OK if outcome.replayed else status.HTTP_201_CREATED,
+        )
+
+
+class MyVoteView(APIView):
+    """Change my vote while the item is open (409 ``decided`` once it is: a decision is final)."""
+
+    permission_classes = [IsExpert]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(request=RevisionInputSerializer, responses={200: OutcomeSerializer})
+    def put(self, request: Request, item_id: int) -> Response:
+        data = RevisionInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data.get("image")
+        try:
+            outcome = vote_revise(
+                item_id=item_id,
+                expert=request.user,
+                choice=data.validated_data["choice"],
+                comment=data.validated_data.get("comment"),
+                image=upload.read() if upload is not None else None,
+                instruction=data.validated_data["instruction"],
+                dwell_ms=data.validated_data["dwell_ms"],
+            )
+        except VoteRefused as exc:
+            return refusal_response(exc)
+        return Response(OutcomeSerializer(asdict(outcome)).data)
+
+
+class GuidelinesView(APIView):
+    """The stage's guidelines: version (send it with votes) and the rendered HTML."""
+
+    permission_classes = [IsExpert | IsAdmin]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("stage", str, enum=Stage.values, required=True)],
+        responses={200: dict},
+    )
+    def get(self, request: Request) -> Response:
+        guideline = guideline_for(_stage_param(request))
+        return Response(
+            {"stage": guideline.stage, "version": guideline.version, "html": str(guideline.html)}
         )
 
 

@@ -9,6 +9,7 @@ from rest_framework import serializers
 from hilapp.media import media_url
 from review.models import ReviewEvent, ReviewItem, Vote
 from review.stages import CHOICE_KEYS, Choice, choices_for
+from review.votes import DWELL_MAX_MS
 
 
 def _choices(stage: str) -> list[dict[str, str]]:
@@ -60,7 +61,19 @@ class VoteSerializer(serializers.ModelSerializer[Vote]):
 
     class Meta:
         model = Vote
-        fields = ["id", "expert", "choice", "comment", "image_url", "instruction", "created_at"]
+        fields = [
+            "id",
+            "expert",
+            "choice",
+            "comment",
+            "image_url",
+            "instruction",
+            "dwell_ms",
+            "guideline_version",
+            "revisions",
+            "revised_at",
+            "created_at",
+        ]
 
     def get_image_url(self, vote: Vote) -> str | None:
         return media_url(vote.image_name) or None
@@ -103,6 +116,35 @@ class VoteInputSerializer(serializers.Serializer[Any]):
         required=False, allow_blank=True, default="", max_length=4000
     )
     image = serializers.FileField(required=False, allow_null=True, allow_empty_file=True)
+    dwell_ms = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        max_value=DWELL_MAX_MS,
+        help_text="how long the item was on screen before this vote, in milliseconds",
+    )
+    guideline_version = serializers.RegexField(
+        r"^[0-9a-f]{1,16}$",
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="the version of the stage's guidelines the expert had (GET guidelines/)",
+    )
+
+
+class RevisionInputSerializer(serializers.Serializer[Any]):
+    """Change my vote while the item is open; ``comment`` left out keeps the old one."""
+
+    choice = serializers.CharField(max_length=16)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+    instruction = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=4000
+    )
+    image = serializers.FileField(required=False, allow_null=True, allow_empty_file=True)
+    dwell_ms = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=DWELL_MAX_MS
+    )
 
 
 class OutcomeSerializer(serializers.Serializer[Any]):
