@@ -7,7 +7,6 @@ production-like: SECRET_KEY must be given.
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
@@ -73,15 +72,9 @@ HILAPP_RECONCILE_EVERY_S = env_float("HILAPP_RECONCILE_EVERY_S", 30.0, minimum=1
 HILAPP_LEASE_S = env_float("HILAPP_LEASE_S", 300.0, minimum=1.0)
 # Where API export jobs write (default: VAR_DIR/exports; see synthesis.export.jobs).
 HILAPP_EXPORT_DIR = env_str("HILAPP_EXPORT_DIR")
-# Writer processes of a dataset export (0: write in the exporting process); one per core.
-HILAPP_EXPORT_WORKERS = env_int(
-    "HILAPP_EXPORT_WORKERS", min(8, len(os.sched_getaffinity(0))), minimum=0
-)
-# Planner processes of a dataset export (0: plan in the exporting process). They pay off only
-# with cores to spare next to the writers: none below 3 cores, then 3 per 8 cores, up to 6.
-HILAPP_EXPORT_PLANNERS = env_int(
-    "HILAPP_EXPORT_PLANNERS", min(6, len(os.sched_getaffinity(0)) * 3 // 8), minimum=0
-)
+# Threads of a dataset export that read and check images through the storage API; on S3
+# they overlap the requests' latency.
+HILAPP_EXPORT_READERS = env_int("HILAPP_EXPORT_READERS", 16, minimum=1)
 # Redis for the cross-worker rate limiter and circuit breaker; process-local when unset.
 HILAPP_REDIS_URL = env_str("HILAPP_REDIS_URL") or (
     CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None

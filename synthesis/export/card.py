@@ -8,12 +8,8 @@ byte-identical PNGs.
 
 from __future__ import annotations
 
-import gc
-import os
-import traceback
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +49,6 @@ class DatasetStats:
             self.expressions[entry.eid] += 1
             self.compositions[entry.ctag] += 1
 
-    def merge(self, other: DatasetStats) -> None:
-        """Add the statistics of other stories (a planner's chunk: no story is in both)."""
-        for name in (f.name for f in fields(self)):
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if isinstance(mine, Counter):
-                mine.update(theirs)
-            else:  # sets of ids by split
-                for split, ids in theirs.items():
-                    mine.setdefault(split, set()).update(ids)
-
     def sequence_lengths(self) -> Counter[int]:
         return Counter(self.story_frames.values())
 
@@ -92,12 +78,13 @@ def _sorted(counter: Counter[Any]) -> dict[str, int]:
     return {str(k): v for k, v in sorted(counter.items(), key=lambda kv: str(kv[0]).zfill(8))}
 
 
-def _save(fig: Figure, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
+    return path
 
 
-def _bar(path: Path, counts: dict[str, int], title: str, xlabel: str) -> None:
+def _bar(path: Path, counts: dict[str, int], title: str, xlabel: str) -> Path:
     fig = Figure(figsize=(6, 3.5))
     ax = fig.add_subplot()
     ax.bar(range(len(counts)), list(counts.values()), color="#4c72b0")
@@ -106,10 +93,10 @@ def _bar(path: Path, counts: dict[str, int], title: str, xlabel: str) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     fig.tight_layout()
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def _heatmap(path: Path, characters: list[CharacterInfo]) -> None:
+def _heatmap(path: Path, characters: list[CharacterInfo]) -> Path:
     rows = sorted({c.subject_category for c in characters}) or ["-"]
     cols = sorted({c.profession_category for c in characters}) or ["-"]
     grid = [[0] * len(cols) for _ in rows]
@@ -126,12 +113,11 @@ def _heatmap(path: Path, characters: list[CharacterInfo]) -> None:
     ax.set_title("Characters: subject category × profession category")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def _frequencies(path: Path, what: str, counter: Counter[str]) -> None:
-    """A horizontal bar per value of one control (pose, expression or composition tag); one
-    figure per control, so the three are drawn at once."""
+def _frequencies(path: Path, what: str, counter: Counter[str]) -> Path:
+    """A horizontal bar per value of one control (pose, expression or composition tag)."""
     items = sorted(counter.items())
     fig = Figure(figsize=(5, max(3.0, 0.18 * len(items) + 1.5)))
     ax = fig.add_subplot()
@@ -142,44 +128,7 @@ def _frequencies(path: Path, what: str, counter: Counter[str]) -> None:
     ax.set_title(f"{what} frequency")
     # Fixed margins: tight_layout measures every label and costs seconds with ~60 of them.
     fig.subplots_adjust(left=0.3, right=0.97, top=0.95, bottom=0.05)
-    _save(fig, path)
-
-
-def _draw_all(plots: list[Callable[[], None]], meanwhile: Callable[[], None]) -> None:
-    """Draw the plots at once, each in a forked process, and run ``meanwhile`` while they are
-    drawn (laying out text is most of the card's time, and the card comes last in an export:
-    its shards can be finished meanwhile). Where there is no ``fork``, one after the other.
-    The files are the same either way."""
-    if not hasattr(os, "fork"):
-        meanwhile()
-        for plot in plots:
-            plot()
-        return
-    children = [_fork_drawing(plot) for plot in plots]
-    try:
-        meanwhile()
-    finally:
-        codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
-    failed = [n for n, code in enumerate(codes) if code]
-    if failed:
-        raise RuntimeError(f"drawing the dataset card's plots {failed} failed (see the log above)")
-
-
-def _fork_drawing(plot: Callable[[], None]) -> int:
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
-        gc.freeze()  # collections would copy the exporting process's pages we share
-        plot()
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        # Leave without running what the exporting process registered to run at exit, and
-        # without closing its database connections (they are shared with it).
-        os._exit(code)
+    return _save(fig, path)
 
 
 def write_card(
@@ -189,47 +138,34 @@ def write_card(
     characters: dict[int, CharacterInfo],
     manifest_counts: dict[str, Any],
     layout: dict[str, str],
-    meanwhile: Callable[[], None] = lambda: None,
 ) -> list[Path]:
-    """Draw the plots and write ``README.md``, running ``meanwhile`` while the plots are drawn;
-    return the files written."""
+    """Draw the plots and write ``README.md``; return the files written."""
     plots = out / PLOT_DIR
     plots.mkdir(parents=True, exist_ok=True)
     used = sorted(set().union(*stats.characters.values()) if stats.characters else set())
     infos = [characters[c] for c in used if c in characters]
-    files = {
-        "character_count": plots / "characters_per_frame.png",
-        "sequence_length": plots / "frames_per_story.png",
-        "heatmap": plots / "subject_x_profession.png",
-        "poses": plots / "pose_frequencies.png",
-        "expressions": plots / "expression_frequencies.png",
-        "compositions": plots / "composition_frequencies.png",
-    }
-    _draw_all(
-        [
-            lambda: _bar(
-                files["character_count"],
-                _sorted(stats.character_count),
-                "Characters per frame",
-                "characters in the frame",
-            ),
-            lambda: _bar(
-                files["sequence_length"],
-                _sorted(stats.sequence_lengths()),
-                "Frames per story (sequence length)",
-                "exported frames in the story",
-            ),
-            lambda: _heatmap(files["heatmap"], infos),
-            lambda: _frequencies(files["poses"], "pose", stats.poses),
-            lambda: _frequencies(files["expressions"], "expression", stats.expressions),
-            lambda: _frequencies(files["compositions"], "composition", stats.compositions),
-        ],
-        meanwhile,
-    )
+    files = [
+        _bar(
+            plots / "characters_per_frame.png",
+            _sorted(stats.character_count),
+            "Characters per frame",
+            "characters in the frame",
+        ),
+        _bar(
+            plots / "frames_per_story.png",
+            _sorted(stats.sequence_lengths()),
+            "Frames per story (sequence length)",
+            "exported frames in the story",
+        ),
+        _heatmap(plots / "subject_x_profession.png", infos),
+        _frequencies(plots / "pose_frequencies.png", "pose", stats.poses),
+        _frequencies(plots / "expression_frequencies.png", "expression", stats.expressions),
+        _frequencies(plots / "composition_frequencies.png", "composition", stats.compositions),
+    ]
     summary = stats.summary(characters)
     readme = out / "README.md"
-    readme.write_text(_card_text(summary, manifest_counts, layout, files, out))
-    return [*files.values(), readme]
+    readme.write_text(_card_text(summary, manifest_counts, layout))
+    return [*files, readme]
 
 
 def _table(counts: dict[str, int], head: str) -> str:
@@ -238,14 +174,7 @@ def _table(counts: dict[str, int], head: str) -> str:
     return "\n".join(lines)
 
 
-def _card_text(
-    summary: dict[str, Any],
-    counts: dict[str, Any],
-    layout: dict[str, str],
-    plots: dict[str, Path],
-    out: Path,
-) -> str:
-    rel = {k: p.relative_to(out).as_posix() for k, p in plots.items()}
+def _card_text(summary: dict[str, Any], counts: dict[str, Any], layout: dict[str, str]) -> str:
     layout_lines = "\n".join(f"- `{path}`: {what}" for path, what in layout.items())
     return f"""---
 license: other
@@ -281,26 +210,27 @@ characters by split: {summary["characters"]}.
 
 ### Characters per frame
 
-![characters per frame]({rel["character_count"]})
+![characters per frame](card/characters_per_frame.png)
 
 {_table(summary["characters_per_frame"], "characters")}
 
 ### Sequence length (frames per story)
 
-![frames per story]({rel["sequence_length"]})
+![frames per story](card/frames_per_story.png)
 
 {_table(summary["frames_per_story"], "frames")}
 
 ### Subject category × profession category
 
-![subject x profession]({rel["heatmap"]})
+![subject x profession](card/subject_x_profession.png)
 
 {_table(summary["subject_x_profession"], "subject × profession")}
 
 ### Pose, expression and composition frequencies
 
-![pose frequencies]({rel["poses"]}) ![expression frequencies]({rel["expressions"]})
-![composition frequencies]({rel["compositions"]})
+![pose frequencies](card/pose_frequencies.png)
+![expression frequencies](card/expression_frequencies.png)
+![composition frequencies](card/composition_frequencies.png)
 
 {_table(summary["poses"], "pose")}
 

@@ -82,27 +82,20 @@ def export_job_run(*, job_id: int) -> None:
         manifest = dataset_export(
             out=Path(job.out_dir), options=options_from_params(job.params), progress=progress
         )
-    except ExportError as exc:
-        transition(
-            ExportJob,
-            job.pk,
-            old=ExportStatus.RUNNING,
-            new=ExportStatus.FAILED,
-            reason=str(exc),
-            error=str(exc),
-            finished_at=timezone.now(),
-        )
-        return
     except Exception as exc:
+        expected = isinstance(exc, ExportError)  # bad data or parameters: said as it is
+        error = str(exc) if expected else f"{type(exc).__name__}: {exc}"
         transition(
             ExportJob,
             job.pk,
             old=ExportStatus.RUNNING,
             new=ExportStatus.FAILED,
-            reason="crashed",
-            error=f"{type(exc).__name__}: {exc}",
+            reason=error if expected else "crashed",
+            error=error,
             finished_at=timezone.now(),
         )
+        if expected:
+            return
         raise
     counts = manifest["counts"]
     transition(

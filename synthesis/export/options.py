@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +63,7 @@ def _int(params: Mapping[str, Any], name: str, default: int, minimum: int) -> in
 
 def options_from_params(params: Mapping[str, Any]) -> ExportOptions:
     """Options from a dict (API body, job params, command arguments); raises ExportError."""
-    known = {
-        "formats",
-        "holdout_characters",
-        "holdout_stories",
-        "shard_max_bytes",
-        "include_partial_stories",
-        "seed",
-    }
-    unknown = sorted(set(params) - known)
+    unknown = sorted(set(params) - {f.name for f in fields(ExportOptions)})
     if unknown:
         raise ExportError(f"Unknown parameter(s): {', '.join(unknown)}.")
     partial = params.get("include_partial_stories", False)
@@ -106,8 +99,6 @@ def check_out_dir(out: Path) -> None:
 
 
 def is_previous_export(out: Path) -> bool:
-    import json
-
     manifest = out / MANIFEST_NAME
     try:
         return bool(json.loads(manifest.read_text()).get("kind") == EXPORT_MARKER)

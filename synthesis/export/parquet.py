@@ -9,15 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROW_GROUP = 4096
+CHARACTER_FIELDS = ("cid", "pid", "eid", "ctag")
 
-CHARACTER = pa.struct(
-    [
-        ("cid", pa.string()),
-        ("pid", pa.string()),
-        ("eid", pa.string()),
-        ("ctag", pa.string()),
-    ]
-)
 SCHEMA = pa.schema(
     [
         ("key", pa.string()),
@@ -35,7 +28,7 @@ SCHEMA = pa.schema(
         ("image_bytes", pa.int64()),
         ("character_count", pa.int32()),
         ("cids", pa.list_(pa.string())),
-        ("characters", pa.list_(CHARACTER)),
+        ("characters", pa.list_(pa.struct([(k, pa.string()) for k in CHARACTER_FIELDS]))),
         ("shard", pa.string()),
         ("omnigen2_image", pa.string()),
     ]

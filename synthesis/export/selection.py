@@ -2,17 +2,17 @@
 
 Only frames approved by the gate or by HV3, not withheld by a sampled audit, in complete stories
 (or approved stories still running, when partial stories are asked for), whose characters are
-all locked. Rows come from two sorted server-side cursors (frames, then their cast) merged on
-``(story_id, index)``, so memory does not grow with the number of frames.
+all locked. Frames stream from a server-side cursor, their cast is read ``CHUNK`` frames at a
+time, so memory does not grow with the number of frames.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from itertools import islice
+from typing import NamedTuple
 
-from django.db import connections
 from django.db.models import QuerySet
 
 from synthesis.models import Character, Frame, FrameCharacter
@@ -83,8 +83,11 @@ class FrameRecord:
     synthesizer_model: str
     arbitrator_model: str
     cast: list[CastEntry] = field(default_factory=list)
-    key: str = ""  # a WebDataset sample key (sample_key)
     all_locked: bool = True  # every character of the cast is (still) locked
+
+    @property
+    def key(self) -> str:
+        return sample_key(self.story_id, self.index)
 
     @property
     def cids(self) -> list[str]:
@@ -121,7 +124,7 @@ def story_characters(*, include_partial: bool) -> dict[int, frozenset[int]]:
         .distinct()
     )
     acc: dict[int, set[int]] = {}
-    for story_id, character_id in rows(pairs):
+    for story_id, character_id in pairs.iterator(chunk_size=CHUNK):
         acc.setdefault(story_id, set()).add(character_id)
     # Stories whose exportable frames show nobody still count (with no characters).
     for story_id in frames.values_list("story_id", flat=True).distinct().iterator(CHUNK):
@@ -129,37 +132,11 @@ def story_characters(*, include_partial: bool) -> dict[int, frozenset[int]]:
     return {k: frozenset(v) for k, v in sorted(acc.items())}
 
 
-def rows(queryset: QuerySet[Any]) -> Iterator[tuple[Any, ...]]:
-    """The rows of a ``values_list`` query as the database returns them, streamed.
-
-    A server-side cursor on PostgreSQL (``chunked_cursor``, as ``QuerySet.iterator`` uses),
-    without building a Python object per row through the ORM: a large export reads hundreds of
-    thousands of rows, and only ints and strings, which need no conversion.
-    """
-    sql, params = queryset.query.sql_with_params()
-    with connections[queryset.db].chunked_cursor() as cursor:
-        cursor.execute(sql, params)
-        while chunk := cursor.fetchmany(CHUNK):
-            yield from chunk
-
-
 def frame_records(
-    *,
-    include_partial: bool,
-    characters: dict[int, CharacterInfo],
-    stories: tuple[int, int] | None = None,
+    *, include_partial: bool, characters: dict[int, CharacterInfo]
 ) -> Iterator[FrameRecord]:
-    """Every exportable frame with its cast, in ``(story_id, index)`` order, streamed; only
-    those of the stories with ids in ``[lo, hi)`` when ``stories`` is given."""
-    frames = exportable_frames(include_partial=include_partial)
-    casts = FrameCharacter.objects.filter(
-        frame__status=FrameStatus.APPROVED,
-        frame__story__status__in=story_statuses(include_partial=include_partial),
-    )
-    if stories is not None:
-        frames = frames.filter(story_id__gte=stories[0], story_id__lt=stories[1])
-        casts = casts.filter(frame__story_id__gte=stories[0], frame__story_id__lt=stories[1])
-    frame_rows = frames.values_list(
+    """Every exportable frame with its cast, in ``(story_id, index)`` order, streamed."""
+    frames = exportable_frames(include_partial=include_partial).values_list(
         "id",
         "story_id",
         "index",
@@ -173,29 +150,16 @@ def frame_records(
         "synthesizer_model",
         "arbitrator_model",
     )
-    # The cast of every approved frame in a story of the right status: a superset of the
-    # exportable frames' cast that spares the database the selection's subqueries; the merge
-    # below keeps only the rows of frames that the frame cursor yields.
-    cast_rows = rows(
-        casts.order_by("frame__story_id", "frame__index", "slot").values_list(
-            "frame__story_id", "frame__index", "character_id", "pid", "eid", "ctag"
-        )
-    )
-    pending = next(cast_rows, None)
-    for row in rows(frame_rows):
-        record = FrameRecord(*row)
-        story_id, index = here = row[1], row[2]
-        record.key = sample_key(story_id, index)
-        cast = record.cast
-        # Both cursors are sorted the same way; skip cast rows of frames that left the
-        # selection between the two queries (the pipeline keeps running during an export).
-        while pending is not None and (pending[0], pending[1]) < here:
-            pending = next(cast_rows, None)
-        while pending is not None and pending[0] == story_id and pending[1] == index:
-            info = characters.get(pending[2])
-            if info is None:  # unlocked since the frame query ran: the frame is dropped
-                record.all_locked = False
-            cid = "" if info is None else info.cid
-            cast.append(CastEntry(pending[2], cid, pending[3], pending[4], pending[5]))
-            pending = next(cast_rows, None)
-        yield record
+    rows = frames.iterator(chunk_size=CHUNK)
+    while chunk := [FrameRecord(*row) for row in islice(rows, CHUNK)]:
+        by_id = {record.frame_id: record for record in chunk}
+        cast = FrameCharacter.objects.filter(frame_id__in=list(by_id)).order_by("frame_id", "slot")
+        for frame_id, character_id, pid, eid, ctag in cast.values_list(
+            "frame_id", "character_id", "pid", "eid", "ctag"
+        ):
+            info = characters.get(character_id)
+            if info is None:  # unlocked since the export began: the frame must not leave
+                by_id[frame_id].all_locked = False
+            cid = info.cid if info else ""
+            by_id[frame_id].cast.append(CastEntry(character_id, cid, pid, eid, ctag))
+        yield from chunk

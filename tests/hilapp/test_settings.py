@@ -81,33 +81,36 @@ def test_a_bad_setting_names_the_variable(tmp_path: Path) -> None:
 def test_export_settings_come_from_the_environment(tmp_path: Path) -> None:
     script = (
         "from synthesis.export.jobs import exports_root; from django.conf import settings; "
-        "print(exports_root(), settings.HILAPP_EXPORT_WORKERS, settings.HILAPP_EXPORT_PLANNERS)"
+        "print(exports_root(), settings.HILAPP_EXPORT_READERS)"
     )
     clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     clean.update(
         HILAPP_VAR_DIR=str(tmp_path),
         DJANGO_SETTINGS_MODULE="hilapp.settings.base",
         HILAPP_EXPORT_DIR=str(tmp_path / "exports-here"),
-        HILAPP_EXPORT_WORKERS="3",
-        HILAPP_EXPORT_PLANNERS="5",
+        HILAPP_EXPORT_READERS="3",
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", script],
-        cwd=ROOT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1].split() == [str(tmp_path / "exports-here"), "3", "5"]
-    for name in ("HILAPP_EXPORT_WORKERS", "HILAPP_EXPORT_PLANNERS"):
-        wrong = dict(clean, **{name: "-1"})
-        bad = subprocess.run(
-            [sys.executable, "manage.py", "check"],
+
+    def shell(env: dict[str, str]) -> list[str]:
+        result = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", script],
             cwd=ROOT,
-            env=wrong,
+            env=env,
             capture_output=True,
             text=True,
+            timeout=120,
         )
-        assert bad.returncode != 0 and name in bad.stderr
+        assert result.returncode == 0, result.stderr
+        return result.stdout.splitlines()[-1].split()
+
+    assert shell(clean) == [str(tmp_path / "exports-here"), "3"]
+    default = {k: v for k, v in clean.items() if k != "HILAPP_EXPORT_READERS"}
+    assert shell(default)[1] == "16"
+    bad = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=dict(clean, HILAPP_EXPORT_READERS="0"),
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode != 0 and "HILAPP_EXPORT_READERS" in bad.stderr

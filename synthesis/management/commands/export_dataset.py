@@ -39,20 +39,12 @@ class Command(BaseCommand):
             help=f"comma-separated, of: {', '.join(FORMATS)} (default: all)",
         )
         parser.add_argument(
-            "--workers",
+            "--readers",
             type=int,
             default=None,
             metavar="N",
-            help="writer processes (default: HILAPP_EXPORT_WORKERS, one per core); 0 writes in "
-            "this process. The output is the same whatever N.",
-        )
-        parser.add_argument(
-            "--planners",
-            type=int,
-            default=None,
-            metavar="N",
-            help="planner processes (default: HILAPP_EXPORT_PLANNERS, 3 per 8 cores); 0 plans in "
-            "this process. The output is the same whatever N.",
+            help="threads reading images (default: HILAPP_EXPORT_READERS). The output is the "
+            "same whatever N.",
         )
         parser.add_argument("--no-progress", action="store_true")
 
@@ -79,8 +71,7 @@ class Command(BaseCommand):
                     out=opts["out"],
                     options=options,
                     progress=progress,
-                    workers=opts["workers"],
-                    planners=opts["planners"],
+                    readers=opts["readers"],
                 )
             finally:
                 bar.close()
