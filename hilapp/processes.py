@@ -57,9 +57,7 @@ def commands(name: str, env: Mapping[str, str] | None = None) -> list[list[str]]
     if name == "worker-default":
         concurrency = _env_int(env, "HILAPP_DEFAULT_CONCURRENCY", 4)
         return [
-            _celery(
-                "worker", "-Q", "celery", "--concurrency", concurrency, "-n", f"default@{host}"
-            )
+            _celery("worker", "-Q", "celery", "--concurrency", concurrency, "-n", f"default@{host}")
         ]
     if name == "worker-api":
         concurrency = _env_int(env, "HILAPP_API_CONCURRENCY", 200)

@@ -1,8 +1,14 @@
 """Enqueue pipeline steps — only after the transaction that made them due has committed.
 
-A message only says "look at object N"; before it is sent, the object's lease is set so the
-reconciler leaves it alone while the message is on its way. If the message is lost, the lease
-runs out and the reconciler sends it again.
+A message only says "look at object N" (and the queue it was sent to, so that the worker knows
+where it runs); before it is sent, the object's lease is set so the reconciler leaves it alone
+while the message is on its way. If the message is lost, the lease runs out and the reconciler
+sends it again.
+
+This module only sends. Which queue a step belongs to is decided by the service that knows the
+step's next model call (``synthesis.providers.calls.queue_of``): ``gate.gate_send``,
+``characters.characters_send_draft``, ``stories.stories_send_script``. Steps without a model
+call go to the default queue.
 """
 
 from __future__ import annotations
@@ -36,6 +42,12 @@ def send_on_commit(task: str, args: list[object], *, queue: str = DEFAULT_QUEUE)
     )
 
 
+def send_step(task: str, args: list[object], *, queue: str) -> None:
+    """Send a pipeline step that makes a model call; the task learns its queue from the last
+    argument (a worker forwards the step if it belongs elsewhere)."""
+    send_on_commit(task, [*args, queue], queue=queue)
+
+
 def subject_model(kind: AttemptKind) -> type[models.Model]:
     from synthesis.models import Character, Frame, FrameCharacter
 
@@ -46,17 +58,17 @@ def subject_model(kind: AttemptKind) -> type[models.Model]:
     }[kind]
 
 
-def gate(kind: AttemptKind, subject_id: int, *, queue: str = DEFAULT_QUEUE) -> None:
+def gate(kind: AttemptKind, subject_id: int, *, queue: str) -> None:
+    """Send a gate subject's next step to ``queue`` (``gate.gate_send`` picks the queue)."""
     touch_lease(subject_model(kind), [subject_id])
-    send_on_commit(GATE_TASK, [kind.value, subject_id], queue=queue)
+    send_step(GATE_TASK, [kind.value, subject_id], queue=queue)
 
 
-def characters_draft(character_ids: list[int]) -> None:
+def character_draft(character_id: int, *, queue: str) -> None:
     from synthesis.models import Character
 
-    touch_lease(Character, character_ids)
-    for pk in character_ids:
-        send_on_commit(DRAFT_TASK, [pk])
+    touch_lease(Character, [character_id])
+    send_step(DRAFT_TASK, [character_id], queue=queue)
 
 
 # --- Phase II / III ------------------------------------------------------------------------------
@@ -66,12 +78,11 @@ FRAME_REFERENCES_TASK = "synthesis.tasks.frame_references"
 STORY_CHECK_TASK = "synthesis.tasks.story_check"
 
 
-def stories_script(story_ids: list[int]) -> None:
+def story_script(story_id: int, *, queue: str) -> None:
     from synthesis.models import Story
 
-    touch_lease(Story, story_ids)
-    for pk in story_ids:
-        send_on_commit(STORY_SCRIPT_TASK, [pk])
+    touch_lease(Story, [story_id])
+    send_step(STORY_SCRIPT_TASK, [story_id], queue=queue)
 
 
 def frame_references(frame_ids: list[int]) -> None:

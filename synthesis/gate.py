@@ -11,6 +11,10 @@ its work twice:
 A worker claims an attempt with a lease before calling a model, so two deliveries of the same
 message never pay for the same step twice; a lease left by a dead worker expires and the
 reconciler sends the subject round again.
+
+Each step runs on the queue of the provider its model call uses (``gate_queue``): a worker
+that finds the next step belongs to another queue sends the subject there and stops, so a GPU
+worker renders and an API worker judges the same attempt, each without waiting on the other.
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from synthesis import dispatch
 from synthesis.models import GateAttempt
 from synthesis.prompts import RenderedPrompt
 from synthesis.providers.base import ErrorKind, ProviderError
+from synthesis.providers.calls import PlannedCall, queue_of
 from synthesis.states import AttemptAction, AttemptKind, AttemptStatus
 from synthesis.transitions import transition
 
@@ -40,6 +46,7 @@ class Step(StrEnum):
     CONTINUE = "continue"  # there is a next step to take now
     DONE = "done"  # the subject left its gate state
     BUSY = "busy"  # another worker holds the step; the reconciler will look again
+    MOVED = "moved"  # the next step belongs to another queue; the subject was sent there
 
 
 @dataclass
@@ -105,6 +112,18 @@ class GatePolicy(ABC):
     def on_error(self, subject: Any, attempt: GateAttempt, error: ProviderError) -> None:
         """A provider failed permanently (or its answer never parsed) on this attempt."""
 
+    # The first model call of each step, for routing; ``produce``/``judge``/``plan_retry``
+    # make exactly these calls (same role and seed key).
+    @abstractmethod
+    def produce_call(self, subject: Any, attempt: GateAttempt) -> PlannedCall: ...
+
+    @abstractmethod
+    def judge_call(self, subject: Any, attempt: GateAttempt) -> PlannedCall: ...
+
+    @abstractmethod
+    def retry_call(self, subject: Any, failed: GateAttempt) -> PlannedCall | None:
+        """The call ``plan_retry`` makes (None: the retry is planned without a model)."""
+
     def save_image(self, data: bytes) -> tuple[str, str]:
         from synthesis.artifacts import save_png
 
@@ -154,18 +173,60 @@ def attempt_open(
         return None
 
 
-def gate_run(policy: GatePolicy, subject_id: int, *, max_steps: int = 50) -> Step:
-    """Take steps until the subject leaves the gate, another worker holds it, or a provider
-    error escapes (transient errors propagate to the task, which retries with back-off)."""
+def gate_run(
+    policy: GatePolicy, subject_id: int, *, here: str | None = None, max_steps: int = 50
+) -> Step:
+    """Take steps until the subject leaves the gate, another worker holds it, the next step
+    belongs to another queue than ``here`` (None: run every step here), or a provider error
+    escapes (transient errors propagate to the task, which retries with back-off)."""
     step = Step.CONTINUE
     for _ in range(max_steps):
-        step = gate_step(policy, subject_id)
+        step = gate_step(policy, subject_id, here=here)
         if step != Step.CONTINUE:
             break
     return step
 
 
-def gate_step(policy: GatePolicy, subject_id: int) -> Step:
+def next_call(policy: GatePolicy, subject: Any, attempt: GateAttempt) -> PlannedCall | None:
+    """The model call the subject's next step makes (None: bookkeeping only)."""
+    if attempt.status == AttemptStatus.PENDING:
+        return policy.produce_call(subject, attempt)
+    if attempt.status == AttemptStatus.PRODUCED:
+        return policy.judge_call(subject, attempt)
+    if attempt.status == AttemptStatus.FAILED and _failures(policy, subject) < (
+        policy.max_attempts()
+    ):
+        return policy.retry_call(subject, attempt)
+    return None
+
+
+def gate_queue(policy: GatePolicy, subject_id: int) -> str:
+    """The queue that should take the subject's next step."""
+    subject = policy.load(subject_id)
+    attempt = attempts_of(policy, subject_id).order_by("-number").first()
+    if attempt is None or not policy.is_active(subject):
+        return queue_of(None)
+    return queue_of(next_call(policy, subject, attempt))
+
+
+def gate_send(policy: GatePolicy, subject_id: int, *, queue: str | None = None) -> None:
+    """Send the subject's next step to its queue (after the current transaction commits)."""
+    dispatch.gate(policy.kind, subject_id, queue=queue or gate_queue(policy, subject_id))
+
+
+def _moved_elsewhere(
+    policy: GatePolicy, subject: Any, call: PlannedCall | None, here: str | None
+) -> bool:
+    if here is None:
+        return False
+    queue = queue_of(call)
+    if queue == here:
+        return False
+    dispatch.gate(policy.kind, subject.pk, queue=queue)
+    return True
+
+
+def gate_step(policy: GatePolicy, subject_id: int, *, here: str | None = None) -> Step:
     subject = policy.load(subject_id)
     if not policy.is_active(subject):
         return Step.DONE
@@ -173,6 +234,8 @@ def gate_step(policy: GatePolicy, subject_id: int) -> Step:
     if attempt is None:
         raise LookupError(f"{policy.kind} {subject_id} is in its gate without an attempt")
     if attempt.status in (AttemptStatus.PENDING, AttemptStatus.PRODUCED):
+        if _moved_elsewhere(policy, subject, next_call(policy, subject, attempt), here):
+            return Step.MOVED
         return _work_on(policy, subject, attempt)
     if attempt.status == AttemptStatus.PASSED:
         with transaction.atomic():
@@ -184,7 +247,7 @@ def gate_step(policy: GatePolicy, subject_id: int) -> Step:
                 subject, attempt, ProviderError(attempt.error, kind=ErrorKind.BAD_REQUEST)
             )
         return Step.DONE
-    return _after_failure(policy, subject, attempt)
+    return _after_failure(policy, subject, attempt, here=here)
 
 
 def _claim(attempt: GateAttempt) -> bool:
@@ -253,12 +316,22 @@ def _work_on(policy: GatePolicy, subject: Any, attempt: GateAttempt) -> Step:
     return Step.CONTINUE
 
 
-def _after_failure(policy: GatePolicy, subject: Any, failed: GateAttempt) -> Step:
-    round_ = policy.round_of(subject)
-    failures = (
-        attempts_of(policy, subject.pk).filter(round=round_, status=AttemptStatus.FAILED).count()
+def _failures(policy: GatePolicy, subject: Any) -> int:
+    """Failed attempts in the subject's current round."""
+    return (
+        attempts_of(policy, subject.pk)
+        .filter(round=policy.round_of(subject), status=AttemptStatus.FAILED)
+        .count()
     )
-    if failures < policy.max_attempts():
+
+
+def _after_failure(
+    policy: GatePolicy, subject: Any, failed: GateAttempt, *, here: str | None
+) -> Step:
+    round_ = policy.round_of(subject)
+    if _failures(policy, subject) < policy.max_attempts():
+        if _moved_elsewhere(policy, subject, policy.retry_call(subject, failed), here):
+            return Step.MOVED
         plan = policy.plan_retry(subject, failed)
         attempt_open(policy, subject.pk, number=failed.number + 1, round_=round_, plan=plan)
         return Step.CONTINUE

@@ -10,7 +10,8 @@ import logging
 
 from celery import Task, shared_task
 
-from synthesis.gate import GatePolicy, gate_run
+from synthesis.gate import gate_run
+from synthesis.gate_policies import policy_for
 from synthesis.providers.base import ErrorKind, ProviderError
 from synthesis.states import AttemptKind
 
@@ -18,20 +19,6 @@ log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_S = 5
 RETRY_MAX = 6
-
-
-def policy_for(kind: AttemptKind) -> GatePolicy:
-    if kind == AttemptKind.CHARACTER:
-        from synthesis.services.characters import CHARACTER_GATE
-
-        return CHARACTER_GATE
-    if kind == AttemptKind.REFERENCE:
-        from synthesis.services.references import REFERENCE_GATE
-
-        return REFERENCE_GATE
-    from synthesis.services.frames import FRAME_GATE
-
-    return FRAME_GATE
 
 
 def _retry_transient(task: Task, exc: ProviderError) -> None:
@@ -49,19 +36,20 @@ def _retry_transient(task: Task, exc: ProviderError) -> None:
 
 
 @shared_task(bind=True, name="synthesis.tasks.character_draft")
-def character_draft(self: Task, character_id: int) -> None:
+def character_draft(self: Task, character_id: int, queue: str | None = None) -> None:
     from synthesis.services.characters import character_draft as draft
 
     try:
-        draft(character_id=character_id)
+        draft(character_id=character_id, here=queue)
     except ProviderError as exc:
         _retry_transient(self, exc)
 
 
 @shared_task(bind=True, name="synthesis.tasks.gate_advance")
-def gate_advance(self: Task, kind: str, subject_id: int) -> None:
+def gate_advance(self: Task, kind: str, subject_id: int, queue: str | None = None) -> None:
+    # ``queue``: where this message was sent; steps that belong to another queue are sent on.
     try:
-        gate_run(policy_for(AttemptKind(kind)), subject_id)
+        gate_run(policy_for(AttemptKind(kind)), subject_id, here=queue)
     except ProviderError as exc:
         _retry_transient(self, exc)
 
@@ -74,11 +62,11 @@ def reconcile() -> dict[str, int]:
 
 
 @shared_task(bind=True, name="synthesis.tasks.story_script")
-def story_script(self: Task, story_id: int) -> None:
+def story_script(self: Task, story_id: int, queue: str | None = None) -> None:
     from synthesis.services.stories import story_script as script
 
     try:
-        script(story_id=story_id)
+        script(story_id=story_id, here=queue)
     except ProviderError as exc:
         _retry_transient(self, exc)
 

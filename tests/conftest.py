@@ -102,7 +102,13 @@ class Workers:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(
-        self, *, concurrency: int = 2, queues: str = "celery,api,gpu"
+        self,
+        *,
+        concurrency: int = 2,
+        queues: str = "celery,api,gpu",
+        pool: str = "prefork",
+        name: str = "test",
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
         n = len(self.procs)
         log = open(self.log_dir / f"worker-{n}.log", "wb")  # noqa: SIM115 - lives with the process
@@ -118,16 +124,18 @@ class Workers:
                 queues,
                 "--concurrency",
                 str(concurrency),
+                "--pool",
+                pool,
                 "--loglevel",
                 "INFO",
                 "-n",
-                f"test{n}@%h",
+                f"{name}{n}@%h",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
             ],
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -34,6 +34,7 @@ from synthesis.providers.base import (
     TextResult,
     Usage,
 )
+from synthesis.providers.queues import queue_for
 from synthesis.providers.routing import RouteEntry, choose
 from synthesis.states import BatchStatus, CallStatus
 
@@ -81,6 +82,34 @@ def select_entry(role: Role, request: TextRequest | ImageRequest, ctx: CallConte
         overrides=ctx.role_overrides,
         available=limits.available,
     )
+
+
+@dataclass(frozen=True)
+class PlannedCall:
+    """The next model call of a pipeline step: enough to know which queue should make it."""
+
+    role: Role
+    seed_key: str
+    ctx: CallContext
+
+
+def queue_of(call: PlannedCall | None) -> str:
+    """The queue whose workers make this call, by the provider the ensemble routes it to.
+
+    The choice is the one ``select_entry`` makes (same seed, key and overrides), except that
+    open circuits are not consulted: they are a worker's runtime view, and a step that finds
+    its provider's circuit open falls back to another entry wherever it runs.
+    A step without a model call (bookkeeping) runs on the default queue.
+    """
+    if call is None:
+        return queue_for(None)
+    entry = choose(
+        call.role,
+        seed=call.ctx.seed,
+        key=call.seed_key or call.ctx.subject,
+        overrides=call.ctx.role_overrides,
+    )
+    return queue_for(entry)
 
 
 def call_text(
@@ -207,10 +236,18 @@ def _start(entry: RouteEntry, request: Any, ctx: CallContext, *, images_out: int
                 inputs=inputs,
                 images_in=len(request.images),
                 cost_usd=estimate,
+                worker=_worker_name(),
             )
     except BudgetExceeded as exc:
         _pause_for_budget(ctx.batch_id, str(exc))
         raise
+
+
+def _worker_name() -> str:
+    from celery import current_task
+
+    request = getattr(current_task, "request", None)
+    return str(getattr(request, "hostname", "") or "")[:128]
 
 
 def _pause_for_budget(batch_id: int | None, message: str) -> None:

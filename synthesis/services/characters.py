@@ -18,18 +18,32 @@ from hilapp.imaging import from_png, standardize_template, to_png
 from review.services import review_item_open
 from synthesis import dispatch
 from synthesis.artifacts import read_bytes
-from synthesis.gate import GatePolicy, Judgement, Produced, Retry, attempt_open, attempt_prompt
+from synthesis.gate import (
+    GatePolicy,
+    Judgement,
+    Produced,
+    Retry,
+    attempt_open,
+    attempt_prompt,
+    gate_send,
+)
 from synthesis.models import Batch, Character, GateAttempt
 from synthesis.prompts import render_prompt
 from synthesis.providers.base import ErrorKind, ImageRequest, ProviderError, Role, TextRequest
-from synthesis.providers.calls import CallContext, call_image, call_text
+from synthesis.providers.calls import (
+    CallContext,
+    PlannedCall,
+    call_image,
+    call_text,
+    queue_of,
+)
 from synthesis.schemas import CharacterConcept
 from synthesis.services.batches import (
     LaunchError,
     batch_accepts_work,
     clean_launch,
 )
-from synthesis.services.judging import viescore_judge
+from synthesis.services.judging import viescore_first_key, viescore_judge
 from synthesis.states import (
     AttemptAction,
     AttemptKind,
@@ -82,7 +96,7 @@ def batch_launch_characters(
                 )
             )
         Character.objects.bulk_create(characters, batch_size=500)
-        dispatch.characters_draft(list(batch.characters.values_list("pk", flat=True)))
+        characters_send_draft(list(batch.characters.select_related("batch")))
     return batch
 
 
@@ -110,11 +124,28 @@ def call_context(character: Character, attempt_id: int | None = None) -> CallCon
     )
 
 
-def character_draft(*, character_id: int) -> bool:
-    """Write the concept and open the first render attempt. False if there was nothing to do."""
+def draft_call(character: Character) -> PlannedCall:
+    return PlannedCall(Role.PLANNER, seed_key(character, "concept"), call_context(character))
+
+
+def characters_send_draft(characters: list[Character]) -> None:
+    """Send each character's drafting step to the queue of its planner (with batch loaded)."""
+    for character in characters:
+        dispatch.character_draft(character.pk, queue=queue_of(draft_call(character)))
+
+
+def character_draft(*, character_id: int, here: str | None = None) -> bool:
+    """Write the concept and open the first render attempt. False if there was nothing to do.
+
+    Sent on to the planner's queue when it is not ``here`` (None: run here)."""
     character = Character.objects.select_related("batch").get(pk=character_id)
     if character.status != CharacterStatus.DRAFTING:
         return False
+    if here is not None and character.batch.status == BatchStatus.RUNNING:
+        queue = queue_of(draft_call(character))
+        if queue != here:
+            characters_send_draft([character])
+            return False
     if character.batch.status == BatchStatus.CANCELLED:
         transition(
             Character,
@@ -137,7 +168,7 @@ def character_draft(*, character_id: int) -> bool:
         role=Role.PLANNER,
         prompt=render_prompt("character_concept", **facts),
         schema=CharacterConcept,
-        seed_key=seed_key(character, "concept"),
+        seed_key=draft_call(character).seed_key,
         subject=facts,
     )
     try:
@@ -186,7 +217,7 @@ def character_draft(*, character_id: int) -> bool:
                 round_=1,
                 plan=Retry(action=AttemptAction.INITIAL, prompt=render),
             )
-            dispatch.gate(AttemptKind.CHARACTER, character.pk)
+            gate_send(CHARACTER_GATE, character.pk)
     return moved
 
 
@@ -226,13 +257,30 @@ class CharacterGate(GatePolicy):
     def max_attempts(self) -> int:
         return 1  # the paper discards a concept below the threshold; it does not retry it
 
+    def produce_call(self, subject: Character, attempt: GateAttempt) -> PlannedCall:
+        return PlannedCall(
+            Role.CHARACTER_RENDERER,
+            seed_key(subject, f"template:{attempt.number}"),
+            call_context(subject, attempt.pk),
+        )
+
+    def judge_call(self, subject: Character, attempt: GateAttempt) -> PlannedCall:
+        return PlannedCall(
+            Role.JUDGE,
+            viescore_first_key(seed_key(subject, f"judge:{attempt.number}")),
+            call_context(subject, attempt.pk),
+        )
+
+    def retry_call(self, subject: Character, failed: GateAttempt) -> PlannedCall | None:
+        return None  # never retried (max_attempts is 1)
+
     def produce(self, subject: Character, attempt: GateAttempt) -> Produced:
         size = settings.HILAPP_TEMPLATE_SIZE
         request = ImageRequest(
             role=Role.CHARACTER_RENDERER,
             prompt=attempt_prompt(attempt),
             size=(size, size),
-            seed_key=seed_key(subject, f"template:{attempt.number}"),
+            seed_key=self.produce_call(subject, attempt).seed_key,
             subject={"figure": figure_of(subject)},
         )
         result, call = call_image(request, call_context(subject, attempt.pk))

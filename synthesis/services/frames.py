@@ -33,6 +33,7 @@ from synthesis.prompts import RenderedPrompt, render_prompt
 from synthesis.providers.base import ImageRequest, ProviderError, Role
 from synthesis.providers.calls import (
     CallContext,
+    PlannedCall,
     call_image,
     max_input_images,
     select_entry,
@@ -73,6 +74,12 @@ def _sim_subject(frame: Frame, cast: list[FrameCharacter]) -> dict[str, Any]:
     }
 
 
+def _local_instruction(failed: GateAttempt) -> str:
+    """The arbitrator's edit instruction when the error was local (then LIE, not APT)."""
+    instruction = str((failed.report or {}).get("edit_instruction") or "").strip()
+    return instruction if failed.error_scope == "local" else ""
+
+
 class FrameGate(GatePolicy):
     kind = AttemptKind.FRAME
     subject_field = "frame"
@@ -88,19 +95,40 @@ class FrameGate(GatePolicy):
     def max_attempts(self) -> int:
         return int(settings.HILAPP_FRAME_MAX_ATTEMPTS)
 
+    def produce_call(self, subject: Frame, attempt: GateAttempt) -> PlannedCall:
+        role = Role.LOCAL_EDITOR if attempt.action in EDIT_ACTIONS else Role.FRAME_SYNTHESIZER
+        return PlannedCall(
+            role, f"frame:{subject.pk}:{attempt.number}", frame_context(subject, attempt.pk)
+        )
+
+    def judge_call(self, subject: Frame, attempt: GateAttempt) -> PlannedCall:
+        return PlannedCall(
+            Role.ARBITRATOR,
+            f"frame:{subject.pk}:iqcc:{attempt.number}",
+            frame_context(subject, attempt.pk),
+        )
+
+    def retry_call(self, subject: Frame, failed: GateAttempt) -> PlannedCall | None:
+        if _local_instruction(failed):
+            return None  # local image editing is planned from the arbitrator's instruction
+        return PlannedCall(
+            Role.JUDGE, f"frame:{subject.pk}:apt:{failed.number}", frame_context(subject, failed.pk)
+        )
+
     def produce(self, subject: Frame, attempt: GateAttempt) -> Produced:
         cast = frame_cast(subject)
-        ctx = frame_context(subject, attempt.pk)
+        planned = self.produce_call(subject, attempt)
+        ctx, role = planned.ctx, planned.role
         size = settings.HILAPP_FRAME_SIZE
-        if attempt.action in EDIT_ACTIONS:
-            role, images = Role.LOCAL_EDITOR, [read_bytes(attempt.source_image)]
+        if role == Role.LOCAL_EDITOR:
+            images = [read_bytes(attempt.source_image)]
         else:
-            role, images = Role.FRAME_SYNTHESIZER, [read_bytes(fc.reference) for fc in cast]
+            images = [read_bytes(fc.reference) for fc in cast]
         request = ImageRequest(
             role=role,
             prompt=attempt_prompt(attempt),
             size=(size, size),
-            seed_key=f"frame:{subject.pk}:{attempt.number}",
+            seed_key=planned.seed_key,
             subject=_sim_subject(subject, cast),
         )
         entry = select_entry(role, request, ctx)
@@ -120,13 +148,13 @@ class FrameGate(GatePolicy):
             frame_text=subject.frame_text,
             characters=characters_context(cast),
             ctx=frame_context(subject, attempt.pk),
-            seed_key=f"frame:{subject.pk}:iqcc:{attempt.number}",
+            seed_key=self.judge_call(subject, attempt).seed_key,
         )
 
     def plan_retry(self, subject: Frame, failed: GateAttempt) -> Retry:
         report = failed.report or {}
-        instruction = str(report.get("edit_instruction") or "").strip()
-        if failed.error_scope == "local" and instruction:
+        instruction = _local_instruction(failed)
+        if instruction:
             return Retry(
                 action=AttemptAction.LIE,
                 prompt=render_prompt("lie", instruction=instruction, frame_text=subject.frame_text),
@@ -146,7 +174,7 @@ class FrameGate(GatePolicy):
             failure_report=json.dumps(report, indent=1, sort_keys=True),
             image=read_bytes(failed.image),
             ctx=frame_context(subject, failed.pk),
-            seed_key=f"frame:{subject.pk}:apt:{failed.number}",
+            seed_key=f"frame:{subject.pk}:apt:{failed.number}",  # = retry_call's key
         )
         return Retry(
             action=AttemptAction.APT,

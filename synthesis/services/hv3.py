@@ -13,13 +13,13 @@ from django.db.models import F
 from hilapp.imaging import sha256_hex
 from synthesis import dispatch
 from synthesis.artifacts import read_bytes
-from synthesis.gate import Retry, attempt_next_number, attempt_open, attempts_of
+from synthesis.gate import Retry, attempt_next_number, attempt_open, attempts_of, gate_send
 from synthesis.models import Frame, FrameCharacter
 from synthesis.prompts import render_prompt
 from synthesis.services.frame_prompts import frame_prompt, reference_prompt
 from synthesis.services.frames import FRAME_GATE, frame_cast
 from synthesis.services.references import REFERENCE_GATE
-from synthesis.states import ApprovalPath, AttemptAction, AttemptKind, FrameStatus, ReferenceStatus
+from synthesis.states import ApprovalPath, AttemptAction, FrameStatus, ReferenceStatus
 from synthesis.transitions import transition
 
 HV3_CHOICES = ("correct", "regenerate", "discard")
@@ -126,7 +126,7 @@ def _frame_round_open(frame: Frame, reason: str, plan: Retry) -> bool:
             round_=frame.round + 1,
             plan=plan,
         )
-        dispatch.gate(AttemptKind.FRAME, frame.pk)
+        gate_send(FRAME_GATE, frame.pk)
     return moved
 
 
@@ -161,6 +161,6 @@ def _references_restart(frame: Frame, cast: list[FrameCharacter], reason: str) -
                 round_=fc.round + 1,
                 plan=Retry(action=AttemptAction.HV3_REGENERATE, prompt=reference_prompt(fc)),
             )
-            dispatch.gate(AttemptKind.REFERENCE, fc.pk)
+            gate_send(REFERENCE_GATE, fc.pk)
     dispatch.frame_references([frame.pk])
     return True

@@ -21,6 +21,11 @@ def viescore_overall(sc: float, pq: float) -> float:
     return math.sqrt(max(sc, 0.0) * max(pq, 0.0))
 
 
+def viescore_first_key(seed_key: str) -> str:
+    """The seed key of VIEScore's first question, which picks the judge of both (routing)."""
+    return f"{seed_key}:sc"
+
+
 def viescore_judge(
     *,
     mode: str,
@@ -48,7 +53,7 @@ def viescore_judge(
         prompt=sc_prompt,
         schema=ScoreAnswer,
         images=images,
-        seed_key=f"{seed_key}:sc",
+        seed_key=viescore_first_key(seed_key),
     )
     entry = select_entry(Role.JUDGE, sc_request, ctx)
     sc_result, _ = call_text(sc_request, ctx, entry=entry)

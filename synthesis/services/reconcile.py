@@ -31,7 +31,26 @@ class StuckRule:
 
 
 def _resend_draft(pk: int) -> None:
-    dispatch.characters_draft([pk])
+    from synthesis.services.characters import characters_send_draft
+
+    characters_send_draft([Character.objects.select_related("batch").get(pk=pk)])
+
+
+def _resend_gate(kind: AttemptKind) -> Callable[[int], None]:
+    def resend(pk: int) -> None:
+        from synthesis.gate import gate_send
+        from synthesis.gate_policies import policy_for
+
+        gate_send(policy_for(kind), pk)
+
+    return resend
+
+
+def _resend_script(pk: int) -> None:
+    from synthesis.models import Story
+    from synthesis.services.stories import stories_send_script
+
+    stories_send_script([Story.objects.select_related("batch").get(pk=pk)])
 
 
 STUCK_RULES: list[StuckRule] = [
@@ -41,7 +60,7 @@ STUCK_RULES: list[StuckRule] = [
         Character,
         (CharacterStatus.RENDERING,),
         "batch",
-        lambda pk: dispatch.gate(AttemptKind.CHARACTER, pk),
+        _resend_gate(AttemptKind.CHARACTER),
     ),
 ]
 
@@ -130,7 +149,7 @@ def _register_story_and_frame_rules() -> None:
             Story,
             (StoryStatus.SCRIPTING,),
             "batch",
-            lambda pk: dispatch.stories_script([pk]),
+            _resend_script,
         ),
         # A story whose last frame's completion check was lost (cheap: checked in place).
         StuckRule("story_complete", Story, (StoryStatus.APPROVED,), "batch", _story_check),
@@ -146,14 +165,14 @@ def _register_story_and_frame_rules() -> None:
             Frame,
             (FrameStatus.RENDERING,),
             "story__batch",
-            lambda pk: dispatch.gate(AttemptKind.FRAME, pk),
+            _resend_gate(AttemptKind.FRAME),
         ),
         StuckRule(
             "reference_gate",
             FrameCharacter,
             (ReferenceStatus.EDITING,),
             "frame__story__batch",
-            lambda pk: dispatch.gate(AttemptKind.REFERENCE, pk),
+            _resend_gate(AttemptKind.REFERENCE),
             status_field="reference_status",
         ),
     ):

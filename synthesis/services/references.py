@@ -23,16 +23,17 @@ from synthesis.gate import (
     attempt_open,
     attempt_prompt,
     attempts_of,
+    gate_send,
 )
 from synthesis.models import Frame, FrameCharacter, GateAttempt
 from synthesis.prompts import RenderedPrompt
 from synthesis.providers.base import ImageRequest, ProviderError, Role
-from synthesis.providers.calls import CallContext, call_image
+from synthesis.providers.calls import CallContext, PlannedCall, call_image
 from synthesis.services.batches import batch_accepts_work
 from synthesis.services.characters import figure_of
 from synthesis.services.frame_prompts import frame_prompt, reference_prompt
 from synthesis.services.frames import FRAME_GATE, frame_cast, frame_context, frame_hard_fail
-from synthesis.services.judging import apt_rewrite, viescore_judge
+from synthesis.services.judging import apt_rewrite, viescore_first_key, viescore_judge
 from synthesis.states import AttemptAction, AttemptKind, FrameStatus, ReferenceStatus
 from synthesis.transitions import transition
 
@@ -55,6 +56,25 @@ class ReferenceGate(GatePolicy):
     def _ctx(self, fc: FrameCharacter, attempt_id: int | None) -> CallContext:
         return frame_context(fc.frame, attempt_id, subject=f"reference:{fc.pk}")
 
+    def produce_call(self, subject: FrameCharacter, attempt: GateAttempt) -> PlannedCall:
+        return PlannedCall(
+            Role.REFERENCE_EDITOR,
+            f"reference:{subject.pk}:{attempt.number}",
+            self._ctx(subject, attempt.pk),
+        )
+
+    def judge_call(self, subject: FrameCharacter, attempt: GateAttempt) -> PlannedCall:
+        return PlannedCall(
+            Role.JUDGE,
+            viescore_first_key(f"reference:{subject.pk}:judge:{attempt.number}"),
+            self._ctx(subject, attempt.pk),
+        )
+
+    def retry_call(self, subject: FrameCharacter, failed: GateAttempt) -> PlannedCall:
+        return PlannedCall(
+            Role.JUDGE, f"reference:{subject.pk}:apt:{failed.number}", self._ctx(subject, failed.pk)
+        )
+
     def produce(self, subject: FrameCharacter, attempt: GateAttempt) -> Produced:
         size = settings.HILAPP_TEMPLATE_SIZE
         request = ImageRequest(
@@ -62,7 +82,7 @@ class ReferenceGate(GatePolicy):
             prompt=attempt_prompt(attempt),
             images=[read_bytes(subject.character.template)],
             size=(size, size),
-            seed_key=f"reference:{subject.pk}:{attempt.number}",
+            seed_key=self.produce_call(subject, attempt).seed_key,
             subject={
                 "figure": figure_of(
                     subject.character, pose_id=subject.pid, expression_id=subject.eid
@@ -96,7 +116,7 @@ class ReferenceGate(GatePolicy):
             failure_report=failure,
             image=read_bytes(failed.image),
             ctx=self._ctx(subject, failed.pk),
-            seed_key=f"reference:{subject.pk}:apt:{failed.number}",
+            seed_key=self.retry_call(subject, failed).seed_key,
         )
         return Retry(
             action=AttemptAction.APT,
@@ -186,7 +206,7 @@ def frame_references_advance(*, frame_id: int) -> bool:
                     round_=fc.round,
                     plan=Retry(action=AttemptAction.INITIAL, prompt=reference_prompt(fc)),
                 )
-                dispatch.gate(AttemptKind.REFERENCE, fc.pk)
+                gate_send(REFERENCE_GATE, fc.pk)
     if not all(fc.reference_status == ReferenceStatus.APPROVED for fc in cast):
         return False
     with transaction.atomic():
@@ -206,5 +226,5 @@ def frame_references_advance(*, frame_id: int) -> bool:
                 round_=frame.round,
                 plan=Retry(action=action, prompt=frame_prompt(frame, cast)),
             )
-            dispatch.gate(AttemptKind.FRAME, frame.pk)
+            gate_send(FRAME_GATE, frame.pk)
     return moved

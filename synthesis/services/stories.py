@@ -24,7 +24,7 @@ from synthesis.artifacts import read_bytes
 from synthesis.models import Batch, Character, Frame, FrameCharacter, Story, StoryCast
 from synthesis.prompts import render_prompt
 from synthesis.providers.base import ErrorKind, ProviderError, Role, TextRequest
-from synthesis.providers.calls import CallContext, call_text
+from synthesis.providers.calls import CallContext, PlannedCall, call_text, queue_of
 from synthesis.schemas import StoryScript
 from synthesis.services.batches import (
     LaunchError,
@@ -109,7 +109,7 @@ def batch_launch_stories(
             for order, pk in enumerate(_sample_cast(rng, usage, size)):
                 casts.append(StoryCast(story=story, character_id=pk, order=order))
         StoryCast.objects.bulk_create(casts, batch_size=500)
-        dispatch.stories_script([s.pk for s in stories])
+        stories_send_script(stories)
     return batch
 
 
@@ -183,11 +183,25 @@ def story_cast(story: Story) -> list[Character]:
     return [sc.character for sc in story.cast.select_related("character").order_by("order")]
 
 
-def story_script(*, story_id: int) -> bool:
+def script_call(story: Story) -> PlannedCall:
+    """The planner call of the story's next scripting step (each repair is routed anew)."""
+    return PlannedCall(
+        Role.PLANNER, f"story:{story.pk}:script:{story.repairs}", story_context(story)
+    )
+
+
+def stories_send_script(stories: list[Story]) -> None:
+    """Send each story's scripting step to the queue of its planner (stories with batch)."""
+    for story in stories:
+        dispatch.story_script(story.pk, queue=queue_of(script_call(story)))
+
+
+def story_script(*, story_id: int, here: str | None = None) -> bool:
     """Script the story: ask, validate, repair (bounded) until it is valid or dropped.
 
     Each planner answer is one guarded step (``repairs`` is the step counter), so a redelivered
-    message continues where the last one stopped. True if this call moved the story on.
+    message continues where the last one stopped. A step whose planner belongs to another queue
+    than ``here`` is sent there. True if this call moved the story on.
     """
     moved = False
     for _ in range(settings.HILAPP_SCRIPT_MAX_REPAIRS + 2):
@@ -203,6 +217,9 @@ def story_script(*, story_id: int) -> bool:
                 reason="batch cancelled",
             )
         if not batch_accepts_work(story.batch):
+            return moved
+        if here is not None and queue_of(script_call(story)) != here:
+            stories_send_script([story])
             return moved
         step = _script_step(story)
         if step is None:
@@ -238,7 +255,7 @@ def _script_step(story: Story) -> bool | None:
         prompt=prompt,
         schema=StoryScript,
         images=[read_bytes(c.template) for c in cast if c.template],
-        seed_key=f"story:{story.pk}:script:{story.repairs}",
+        seed_key=script_call(story).seed_key,
         subject={"cids": cids, "min_frames": low, "max_frames": high, "genre": story.genre},
     )
     draft: dict[str, Any] | None = story.script
