@@ -140,14 +140,23 @@
     });
   }
 
+  // The next card: the pre-fetched one at once; otherwise no card is on screen (so a fast key
+  // press cannot vote twice on the card just voted on) until one arrives.
   async function advance() {
-    if (prefetching) await prefetching;
-    if (prefetched) {
+    if (!prefetched) {
+      stopClock(current);
+      current = null;
+      stageEl.innerHTML = '<p class="muted">Loading…</p>';
+      if (prefetching) await prefetching;
+      let card = prefetched;
+      prefetched = null;
+      if (!card) card = await fetchCard().catch(() => null);
+      if (current) { prefetched = card; return; } // an undo brought a card back meanwhile
+      show(card);
+    } else {
       const card = prefetched;
       prefetched = null;
       show(card);
-    } else {
-      show(await fetchCard().catch(() => null));
     }
     if (current) prefetch();
   }
@@ -243,11 +252,12 @@
   async function skip() {
     if (!current) return;
     const item = current;
+    const next = advance(); // at once: the skipped card must take no vote
     await fetch(urlFor(app.dataset.releaseUrl, item.id), {
       method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrf },
     }).catch(() => null);
     toast("Skipped item #" + item.id + ".", "", 2000);
-    await advance();
+    await next;
   }
 
   function toggleGuidelines(open) {
