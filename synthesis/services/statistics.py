@@ -579,7 +579,7 @@ def expert_effort() -> dict[str, Any]:
         "approved_frames": approved,
         "expert_seconds": total_seconds,
         "expert_seconds_per_approved_frame": total_seconds / approved if approved else None,
-        "projection": paper_projection({s["stage"]: s for s in stages}),
+        "projection": paper_projection({str(s["stage"]): s for s in stages}),
     }
 
 
@@ -601,7 +601,7 @@ def paper_projection(by_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
     hv3_rate = per_frame["hv3"] if per_frame["hv3"] is not None else PAPER_HV3_RATE
     audit_rate = per_frame["audit"]
-    items = {
+    items: dict[str, float | None] = {
         "hv1": float(PAPER_CIDS),
         "hv2": float(PAPER_STORIES),
         "hv3": frames * hv3_rate,
@@ -612,7 +612,11 @@ def paper_projection(by_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for stage, count in items.items():
         measured = by_stage.get(stage, {})
         looks, mean = measured.get("looks_per_decided"), measured.get("mean_dwell_s")
-        hours = count * looks * mean / 3600 if None not in (count, looks, mean) else None
+        hours = (
+            count * looks * mean / 3600
+            if count is not None and looks is not None and mean is not None
+            else None
+        )
         total += hours or 0.0
         rows.append(
             {
