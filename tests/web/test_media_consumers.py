@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.api.conftest import ApiData, api_data, client_for  # noqa: F401 - fixtures
-
 from synthesis.models import Character, Frame
 from synthesis.states import CharacterStatus
+from tests.api.conftest import ApiData, api_data, client_for  # noqa: F401 - fixtures
 
 
 def _strings(value: Any) -> Iterator[str]:
