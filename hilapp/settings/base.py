@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from hilapp.settings.env import (
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_list,
@@ -139,6 +140,8 @@ INSTALLED_APPS = [
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Body size, JSON depth, UTF-8 and NUL checks, login lockouts: before anything reads the body.
+    "hilapp.limits.RequestLimitsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # static files, hashed and compressed
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -236,8 +239,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 25 * 1024 * 1024
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "hilapp.tokens.HashedTokenAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": ["hilapp.throttling.RoleRateThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -261,7 +265,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"redact": {"()": "hilapp.secrets_filter.RedactingLogFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL") or "INFO"},
 }
 
@@ -296,6 +303,9 @@ GEMINI_BASE_URL = env_str("GEMINI_BASE_URL") or None
 DIFFUSERS_FLUX_PATH = env_str("DIFFUSERS_FLUX_PATH") or ""
 DIFFUSERS_QWEN_EDIT_PATH = env_str("DIFFUSERS_QWEN_EDIT_PATH") or ""
 PROVIDER_TIMEOUT_S = env_float("PROVIDER_TIMEOUT_S", 120.0, minimum=1.0)
+# HTTP connections per SDK client and worker process: at least the calls a worker keeps in
+# flight (the api worker's concurrency), or calls queue for a connection.
+PROVIDER_MAX_CONNECTIONS = env_int("PROVIDER_MAX_CONNECTIONS", 256, minimum=1)
 
 # Role -> weighted "provider:model" entries, e.g.
 #   HILAPP_ROLE_PLANNER="openai:gpt-4o=1,gemini:gemini-2.5-pro=1"
@@ -334,4 +344,68 @@ DIFFUSERS_STEPS = env_int("DIFFUSERS_STEPS", 28, minimum=1)
 DIFFUSERS_GUIDANCE = env_float("DIFFUSERS_GUIDANCE", 0.0, minimum=0)
 DIFFUSERS_MAX_BATCH = env_int("DIFFUSERS_MAX_BATCH", 4, minimum=1)
 DIFFUSERS_MAX_WAIT_MS = env_float("DIFFUSERS_MAX_WAIT_MS", 50.0, minimum=0)
+# Optimisation profile of a gpu worker (issue 16, synthesis/providers/diffusers_profiles.py):
+# plain | lossless (compiled, fused QKV, best attention kernel) | fast (lossless + float8).
+# Compiled profiles warm up these sizes ("WxH", and for edits these input-image counts) before
+# the worker consumes; kernels are kept in the compile cache across restarts.
+DIFFUSERS_PROFILE = env_choice("DIFFUSERS_PROFILE", "plain", {"plain", "lossless", "fast"})
+DIFFUSERS_COMPILE_MODE = env_choice(
+    "DIFFUSERS_COMPILE_MODE",
+    "default",
+    {"default", "max-autotune-no-cudagraphs", "max-autotune", "reduce-overhead"},
+)
+DIFFUSERS_WARMUP_SIZES = env_list("DIFFUSERS_WARMUP_SIZES", ["1024x1024"])
+DIFFUSERS_WARMUP_EDIT_INPUTS = env_list("DIFFUSERS_WARMUP_EDIT_INPUTS", ["1"])
+DIFFUSERS_COMPILE_CACHE_DIR = env_str("DIFFUSERS_COMPILE_CACHE_DIR") or str(
+    VAR_DIR / "inductor-cache"
+)
 # <<< Provider limits and local GPU models
+
+# >>> Hardening (issue 13: hilapp/limits.py, throttling.py, tokens.py, secrets_filter.py)
+# Request limits (hilapp.limits): every body but uploads, multipart uploads, JSON nesting.
+HILAPP_MAX_BODY_BYTES = env_int("HILAPP_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+HILAPP_MAX_UPLOAD_BYTES = env_int("HILAPP_MAX_UPLOAD_BYTES", 21 * 1024 * 1024, minimum=1024)
+HILAPP_MAX_JSON_DEPTH = env_int("HILAPP_MAX_JSON_DEPTH", 20, minimum=2)
+# Lockouts (hilapp.throttling): wrong passwords per account / per client address, wrong API
+# tokens per address, within and for HILAPP_LOGIN_LOCKOUT_S seconds.
+HILAPP_LOGIN_FAILURES = env_int("HILAPP_LOGIN_FAILURES", 5, minimum=1)
+HILAPP_LOGIN_ADDRESS_FAILURES = env_int("HILAPP_LOGIN_ADDRESS_FAILURES", 20, minimum=1)
+HILAPP_TOKEN_FAILURES = env_int("HILAPP_TOKEN_FAILURES", 20, minimum=1)
+HILAPP_LOGIN_LOCKOUT_S = env_float("HILAPP_LOGIN_LOCKOUT_S", 900.0, minimum=1.0)
+
+
+def _env_rate(name: str, default: str) -> str:
+    """DRF's ``N/second|minute|hour|day``; empty or 0 turns the limit off."""
+    raw = (env_str(name) or default).strip()
+    if raw in ("", "0"):
+        return ""
+    count, _, period = raw.partition("/")
+    if not count.isdigit() or int(count) < 1 or period[:1] not in ("s", "m", "h", "d"):
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected N/second|minute|hour|day or 0")
+    return raw
+
+
+# API requests per role (hilapp.throttling.RoleRateThrottle); 429 with Retry-After beyond.
+HILAPP_THROTTLE_RATES = {
+    role: rate
+    for role, default in (
+        ("anon", "60/minute"),
+        ("user", "120/minute"),
+        ("consumer", "1200/minute"),
+        ("expert", "600/minute"),
+        ("admin", "1200/minute"),
+    )
+    if (rate := _env_rate(f"HILAPP_THROTTLE_{role.upper()}", default))
+}
+# Throttle and lockout state is shared by every web process through Redis in production; the
+# embedded mode's single web process keeps it in memory.
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": HILAPP_REDIS_URL}
+        if HILAPP_REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+# Debug pages and error reports redact URL passwords and every *_KEY / *_SECRET* / token.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "hilapp.secrets_filter.SecretsReporterFilter"
+# <<< Hardening

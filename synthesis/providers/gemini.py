@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -35,6 +34,7 @@ from synthesis.providers.base import (
     retry_after_s,
 )
 from synthesis.providers.openai import validated_png
+from synthesis.providers.sdk_clients import connection_limits, shared_client
 
 try:  # the SDK may talk through either client library
     import httpx2
@@ -73,14 +73,21 @@ POLICY_REASONS = frozenset(
 ASPECT_RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
 
 
-@lru_cache(maxsize=8)
-def _client(api_key: str, base_url: str | None, timeout_s: float) -> genai.Client:
+def _build_client(api_key: str, base_url: str | None, timeout_s: float) -> genai.Client:
     options = types.HttpOptions(
         base_url=base_url,
         timeout=int(timeout_s * 1000),  # milliseconds
         retry_options=types.HttpRetryOptions(attempts=1),
+        client_args={"limits": connection_limits()},
     )
     return genai.Client(api_key=api_key, http_options=options)
+
+
+def _client(api_key: str, base_url: str | None, timeout_s: float) -> genai.Client:
+    return shared_client(
+        ("gemini", api_key, base_url, timeout_s),
+        lambda: _build_client(api_key, base_url, timeout_s),
+    )
 
 
 def client() -> genai.Client:
@@ -130,6 +137,10 @@ def _mapped_errors() -> Iterator[None]:
         raise
     except _MAPPED as exc:
         raise map_error(exc) from exc
+    except Exception as exc:
+        # Anything else the SDK raises (a closed client, a bug in a new release) is still this
+        # call's failure: transient, so it is retried and never leaves a unit waiting.
+        raise ProviderError(f"Gemini SDK failed: {exc!r}", kind=ErrorKind.CONNECTION) from exc
 
 
 def _usage(response: types.GenerateContentResponse, *, images_in: int, images_out: int) -> Usage:

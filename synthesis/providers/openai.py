@@ -13,7 +13,6 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Any
 
 import openai
@@ -35,6 +34,7 @@ from synthesis.providers.base import (
     parse_json_output,
     retry_after_s,
 )
+from synthesis.providers.sdk_clients import connection_limits, shared_client
 
 # Error codes OpenAI uses for prompts or images its safety system refuses.
 POLICY_CODES = frozenset(
@@ -44,9 +44,18 @@ POLICY_CODES = frozenset(
 IMAGE_SIZES = {(1024, 1024): "1024x1024", (1536, 1024): "1536x1024", (1024, 1536): "1024x1536"}
 
 
-@lru_cache(maxsize=8)
 def _client(api_key: str, base_url: str | None, timeout_s: float) -> openai.OpenAI:
-    return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
+    def build() -> openai.OpenAI:
+        http = openai.DefaultHttpxClient(limits=connection_limits(), timeout=timeout_s)
+        return openai.OpenAI(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=0,
+            http_client=http,
+        )
+
+    return shared_client(("openai", api_key, base_url, timeout_s), build)
 
 
 def client() -> openai.OpenAI:
@@ -87,10 +96,16 @@ def map_error(exc: openai.OpenAIError) -> ProviderError:
 def _mapped_errors() -> Iterator[None]:
     try:
         yield
+    except ProviderError:
+        raise
     except openai.OpenAIError as exc:
         raise map_error(exc) from exc
     except json.JSONDecodeError as exc:  # a 200 whose body is not JSON
         raise ProviderError(f"OpenAI answer is not JSON: {exc}", kind=ErrorKind.MALFORMED) from exc
+    except Exception as exc:
+        # Anything else the SDK raises is still this call's failure: transient, so it is
+        # retried and never leaves a unit waiting for its lease.
+        raise ProviderError(f"OpenAI SDK failed: {exc!r}", kind=ErrorKind.CONNECTION) from exc
 
 
 def _response_format(schema: type[BaseModel]) -> dict[str, Any]:
