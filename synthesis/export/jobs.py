@@ -46,13 +46,6 @@ def export_job_start(*, params: dict[str, Any], user: Any | None = None) -> Expo
     return job
 
 
-def _summary(manifest: dict[str, Any]) -> dict[str, Any]:
-    """What the job row keeps of the manifest (the file list stays in manifest.json)."""
-    kept = {k: v for k, v in manifest.items() if k != "files"}
-    kept["file_count"] = len(manifest.get("files", {}))
-    return kept
-
-
 def export_job_run(*, job_id: int) -> None:
     """Run a queued job to done or failed. A job another worker already claimed is left alone."""
     job = ExportJob.objects.get(pk=job_id)
@@ -104,7 +97,9 @@ def export_job_run(*, job_id: int) -> None:
         old=ExportStatus.RUNNING,
         new=ExportStatus.DONE,
         reason="exported",
-        manifest=_summary(manifest),
+        # The job keeps the manifest but its file list (that stays in manifest.json).
+        manifest={k: v for k, v in manifest.items() if k != "files"}
+        | {"file_count": len(manifest["files"])},
         done=counts["frames"],
         total=counts["frames"],
         finished_at=timezone.now(),

@@ -9,7 +9,7 @@ time, so memory does not grow with the number of frames.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import islice
 from typing import NamedTuple
 
@@ -101,16 +101,8 @@ def sample_key(story_id: int, index: int) -> str:
 
 def locked_characters() -> dict[int, CharacterInfo]:
     """Every locked character by id (one row per CID: small next to the frames)."""
-    rows = Character.objects.filter(status=CharacterStatus.LOCKED).values_list(
-        "id",
-        "cid",
-        "name",
-        "subject_category",
-        "subject_type",
-        "profession_category",
-        "profession",
-        "template",
-    )
+    columns = [f.name for f in fields(CharacterInfo)]  # named as the model's fields
+    rows = Character.objects.filter(status=CharacterStatus.LOCKED).values_list(*columns)
     return {row[0]: CharacterInfo(*row) for row in rows.iterator(chunk_size=CHUNK)}
 
 

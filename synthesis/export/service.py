@@ -1,13 +1,10 @@
 """``dataset_export``: write a dataset folder from the approved data, in one streaming pass.
 
-Frames stream from the database in export order. A pool of threads reads their images through
-the storage API and checks them against their stored sha256 (``images``), a bounded window
-ahead; this process writes each frame in order: its shard sample, OmniGen2 line and copy, and
-Parquet row. Then the CID templates, the dataset card and, last, the manifest.
-
-Everything is written into a hidden sibling folder (``.<out>.partial-…``) and renamed onto
-``out`` only when the manifest is complete, so a crash never leaves a half-written folder that
-looks like a finished export.
+Frames stream from the database in export order while a pool of threads reads and checks their
+images (``images``); each frame is written in order (shard sample, OmniGen2 line and copy,
+Parquet row), then the CID templates, the card and, last, the manifest. All of it goes into a
+hidden sibling folder (``.<out>.partial-…``) renamed onto ``out`` only when complete, so a crash
+never leaves a half-written folder that looks like a finished export.
 """
 
 from __future__ import annotations
