@@ -7,6 +7,7 @@ experts never vote twice and never decide an item twice.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -55,6 +56,10 @@ class VoteRefused(Exception):
         self.code = code
 
 
+# What a submit asked for: (choice, comment, instruction, image bytes).
+Payload = tuple[str, str, str, bytes | None]
+
+
 @dataclass(frozen=True)
 class VoteOutcome:
     item_id: int
@@ -67,13 +72,34 @@ class VoteOutcome:
     replayed: bool
 
 
-def _replay(key: str, expert: Any, item_id: int) -> VoteOutcome | None:
+def _same_payload(vote: Vote, sent: Payload) -> bool:
+    """Whether a retried submit asks for what the recorded vote says (the image by content)."""
+    choice, comment, instruction, image = sent
+    image_sha = hashlib.sha256(image).hexdigest() if image else ""
+    return (
+        vote.choice == choice
+        and vote.comment == comment
+        and vote.instruction == instruction
+        and (image_sha in vote.image_name if image_sha else not vote.image_name)
+    )
+
+
+def _replay(key: str, expert: Any, item_id: int, sent: Payload) -> VoteOutcome | None:
     vote = Vote.objects.filter(idempotency_key=key).first()
     if vote is None:
         return None
     if vote.expert_id != expert.pk or vote.item_id != item_id:
         raise VoteRefused(
             "This idempotency key was already used for another vote; send a new key.",
+            code="idempotency_conflict",
+        )
+    if not _same_payload(vote, sent):
+        # A reused key with another choice, comment or image: the new intent must not be
+        # dropped silently behind the first vote's answer.
+        raise VoteRefused(
+            f"This idempotency key was already used for your vote {vote.choice!r} on this item "
+            "with a different choice, comment or image; that vote stands. Send a new key only "
+            "for a new vote.",
             code="idempotency_conflict",
         )
     decision = ReviewDecision.objects.filter(item_id=item_id).first()
@@ -134,7 +160,7 @@ def vote_cast(
     except IntegrityError as exc:
         # A concurrent submit with the same key won the race, or the key was used elsewhere.
         logger.info("review: vote on %s by %s hit %s", item_id, expert.pk, exc)
-        replay = _replay(key, expert, item_id)
+        replay = _replay(key, expert, item_id, (choice, comment, instruction, image))
         if replay is not None:
             return replay
         raise VoteRefused("You have already voted on this item.", code="already_voted") from None
@@ -205,7 +231,7 @@ def _vote_record(
         mine = next((v for v in votes if v[1] == expert.pk), None)
         if mine is not None:
             if mine[3] == key:
-                replay = _replay(key, expert, item_id)
+                replay = _replay(key, expert, item_id, (choice, comment, instruction, image))
                 assert replay is not None
                 return replay
             raise VoteRefused("You have already voted on this item.", code="already_voted")

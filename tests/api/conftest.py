@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from hilapp.tokens import token_issue
 from synthesis.export.jobs import export_job_start
 from synthesis.models import Character, ExportJob, Frame, Story
 from synthesis.states import AuditStatus, CharacterStatus, FrameStatus, StoryStatus
@@ -59,7 +59,7 @@ def client_for(make_user: Any) -> Any:
             return client
         user = make_user(f"u-{role}", role)
         if token:
-            client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+            client.credentials(HTTP_AUTHORIZATION=f"Token {token_issue(user)}")
         else:
             client.force_authenticate(user)
         return client

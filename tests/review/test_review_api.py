@@ -44,7 +44,9 @@ def test_vote_flow_and_clear_errors(experts, decisions) -> None:
     r = a.post(url, {"choice": "approve", "comment": "ok", "idempotency_key": "a1"}, format="json")
     assert r.status_code == 201 and r.json()["decided"] is False
     assert (
-        a.post(url, {"choice": "approve", "idempotency_key": "a1"}, format="json").status_code
+        a.post(
+            url, {"choice": "approve", "comment": "ok", "idempotency_key": "a1"}, format="json"
+        ).status_code
         == 200
     )
     r = a.post(url, {"choice": "reject", "idempotency_key": "a2"}, format="json")
