@@ -4,7 +4,7 @@ One local HTTP server speaks both APIs, as the official SDKs call them:
 
 - OpenAI: ``POST /v1/chat/completions`` (JSON-schema output), ``POST /v1/images/generations``
   and ``POST /v1/images/edits`` (base64 PNG);
-- Gemini: ``POST /v1beta/models/{model}:generateContent`` (JSON output through
+- Gemini: ``POST /v1beta/models/{model}:generateContent`` (or ``/v1/``, as the SDK release sends) (JSON output through
   ``responseSchema`` or ``responseJsonSchema``; an image through ``responseModalities``).
 
 Structured answers are recognised by the schema's properties and answered with a valid,
@@ -35,7 +35,7 @@ from typing import Any
 
 from PIL import Image
 
-GEMINI_PATH = re.compile(r"^/v1beta/models/(?P<model>[^/:]+):generateContent$")
+GEMINI_PATH = re.compile(r"^/v1(beta)?/models/(?P<model>[^/:]+):generateContent$")
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

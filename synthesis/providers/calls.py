@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
@@ -192,6 +192,7 @@ def _call_once(
     entry: RouteEntry, request: Any, ctx: CallContext, send: Any, *, images_out: int
 ) -> tuple[Any, ModelCall]:
     call = _start(entry, request, ctx, images_out=images_out)
+    _release_connection()
     limits.acquire(entry, tokens=len(request.prompt.text) // 3)
     started = time.monotonic()
     try:
@@ -204,6 +205,17 @@ def _call_once(
     limits.report(entry, error=None)
     _finish_ok(call, entry, result, latency_ms=_ms_since(started))
     return result, call
+
+
+def _release_connection() -> None:
+    """Hand a pooled database connection back while the request waits on the network.
+
+    An api worker keeps hundreds of calls in flight; each would otherwise hold a PostgreSQL
+    connection for seconds doing nothing. With the pool (``DB_POOL_MAX_SIZE``) the next query
+    takes one back in microseconds. Never inside a transaction, whose connection must stay.
+    """
+    if connection.settings_dict.get("OPTIONS", {}).get("pool") and not connection.in_atomic_block:
+        connection.close()
 
 
 def _ms_since(started: float) -> int:

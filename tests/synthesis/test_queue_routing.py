@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from synthesis.models import Character, ModelCall
+from synthesis.models import Character, ModelCall, StatusChange
 from synthesis.providers.base import Role
 from synthesis.providers.calls import CallContext, PlannedCall, queue_of
 from synthesis.services.characters import batch_launch_characters
@@ -95,7 +95,10 @@ def test_a_worker_on_one_queue_only_makes_that_queues_calls(
     for provider, workers in workers_by_provider.items():
         assert workers == {QUEUE_OF_PROVIDER[provider]}, (provider, workers)
     statuses = set(Character.objects.filter(batch=batch).values_list("status", flat=True))
-    assert statuses <= {CharacterStatus.PENDING_HV1, CharacterStatus.DISCARDED}
+    reasons = list(
+        StatusChange.objects.filter(new=CharacterStatus.FAILED).values_list("reason", flat=True)
+    )
+    assert statuses <= {CharacterStatus.PENDING_HV1, CharacterStatus.DISCARDED}, reasons
     assert fakes.stats()["answered"] == {
         provider: ModelCall.objects.filter(batch=batch, provider=provider, status="ok").count()
         for provider in ("openai", "gemini")
