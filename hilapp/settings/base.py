@@ -40,8 +40,19 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-DATABASES = {"default": _db}
 IS_POSTGRES = _db["ENGINE"].startswith("django.db.backends.postgresql")
+# A connection pool per process (psycopg_pool), for processes with many threads (the api
+# worker, gunicorn threads): threads share DB_POOL_MAX_SIZE connections instead of holding one
+# each, and a model call hands its connection back while it waits on the network. 0: no pool.
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 0, minimum=0)
+if IS_POSTGRES and DB_POOL_MAX_SIZE:
+    _db["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env_float("DB_POOL_TIMEOUT_S", 30.0, minimum=1.0),
+    }
+DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Celery -------------------------------------------------------------------------------------
