@@ -1,17 +1,21 @@
 """The one definition of each production process's command line.
 
-The compose file (``deploy/docker-compose.yml``), the docs and the topology test all start a
-process as ``python -m hilapp.processes NAME``; nothing else spells out a command line. Each
-process reads its settings from the environment (``hilapp/settings/base.py``) and needs nothing
-from the working directory it is started in: every artifact is in storage, every state in the
-database.
+The compose file (``deploy/docker-compose.yml``), the docs and the tests all start a process as
+``python -m hilapp.processes NAME``; nothing else spells out a command line. Each process reads
+its settings from the environment (``hilapp/settings/base.py``) and needs nothing from the
+working directory it is started in: every artifact is in storage, every state in the database.
 
-    python -m hilapp.processes --print NAME   # show the command line without running it
+    python -m hilapp.processes NAME           # run it (the last command replaces this process)
+    python -m hilapp.processes --print NAME   # show what would run, without running it
+
+Some processes set defaults of their own for variables the operator left unset (see
+``environment_defaults``); ``--print`` shows them in front of the command they apply to.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -19,13 +23,50 @@ from collections.abc import Mapping
 # Queues (synthesis.providers.queues names them): the default queue runs the simulator, the
 # reconciler and bookkeeping; ``api`` waits on the network; ``gpu`` holds local pipelines.
 PROCESS_NAMES = ("release", "web", "worker-default", "worker-api", "worker-gpu", "beat")
+USAGE = f"usage: python -m hilapp.processes [--print] {{{','.join(PROCESS_NAMES)}}}"
+
+DEFAULT_CONCURRENCY = 4  # prefork processes: simulator steps use CPU
+API_CONCURRENCY = 200  # threads: each waits seconds on a model API
+GPU_CONCURRENCY = 8  # threads feeding the micro-batcher (at least DIFFUSERS_MAX_BATCH)
+# PostgreSQL connections shared by the api worker's threads: a call hands its connection back
+# while it waits on the network (synthesis.providers.calls), so a few serve hundreds of calls.
+API_DB_POOL_MAX_SIZE = 8
 
 
-def _env_int(env: Mapping[str, str], name: str, default: int) -> str:
-    value = env.get(name) or str(default)
+def _concurrency(env: Mapping[str, str], name: str, default: int) -> int:
+    value = (env.get(name) or "").strip() or str(default)
     if not value.isdigit() or int(value) < 1:
         raise SystemExit(f"{name}={value!r}: expected a positive whole number")
-    return value
+    return int(value)
+
+
+def _is_set(env: Mapping[str, str], name: str) -> bool:
+    return bool((env.get(name) or "").strip())
+
+
+def environment_defaults(name: str, env: Mapping[str, str]) -> dict[str, str]:
+    """Variables process ``name`` sets for itself because ``env`` leaves them unset.
+
+    worker-api: a connection pool (``DB_POOL_MAX_SIZE``, used on PostgreSQL only) so its
+    threads share a few database connections, and SDK HTTP pools as large as the calls it
+    keeps in flight (``PROVIDER_MAX_CONNECTIONS`` = its concurrency), else calls queue for an
+    HTTP connection. A value the operator set is kept, unless it cannot work.
+    """
+    if name != "worker-api":
+        return {}
+    concurrency = _concurrency(env, "HILAPP_API_CONCURRENCY", API_CONCURRENCY)
+    if _is_set(env, "PROVIDER_MAX_CONNECTIONS"):
+        given = env["PROVIDER_MAX_CONNECTIONS"].strip()
+        if given.isdigit() and int(given) < concurrency:
+            raise SystemExit(
+                f"PROVIDER_MAX_CONNECTIONS={given} is below HILAPP_API_CONCURRENCY={concurrency}:"
+                " calls would wait for an HTTP connection; raise it or leave it unset"
+            )
+    defaults = {
+        "DB_POOL_MAX_SIZE": str(API_DB_POOL_MAX_SIZE),
+        "PROVIDER_MAX_CONNECTIONS": str(concurrency),
+    }
+    return {key: value for key, value in defaults.items() if not _is_set(env, key)}
 
 
 def _celery(*args: str) -> list[str]:
@@ -36,85 +77,80 @@ def _django(*args: str) -> list[str]:
     return [sys.executable, "-m", "django", *args]
 
 
+def _worker(queue: str, node: str, concurrency: int, *, threads: bool) -> list[str]:
+    pool = ["--pool", "threads"] if threads else []
+    return _celery("worker", "-Q", queue, *pool, "--concurrency", str(concurrency), "-n", node)
+
+
 def commands(name: str, env: Mapping[str, str] | None = None) -> list[list[str]]:
     """The command lines (run in order) of process ``name``, for the given environment."""
     env = os.environ if env is None else env
-    host = env.get("HILAPP_NODE_NAME") or "%h"
+    host = (env.get("HILAPP_NODE_NAME") or "").strip() or "%h"  # Celery expands %h
     if name == "release":
         # Run once per deploy, before new workers start: schema first, then static files.
         return [_django("migrate", "--noinput"), _django("collectstatic", "--noinput")]
     if name == "web":
-        return [
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "hilapp.wsgi:application",
-                "--config",
-                "python:hilapp.gunicorn_conf",
-            ]
-        ]
+        gunicorn = [sys.executable, "-m", "gunicorn", "hilapp.wsgi:application"]
+        return [[*gunicorn, "--config", "python:hilapp.gunicorn_conf"]]
     if name == "worker-default":
-        concurrency = _env_int(env, "HILAPP_DEFAULT_CONCURRENCY", 4)
-        return [
-            _celery("worker", "-Q", "celery", "--concurrency", concurrency, "-n", f"default@{host}")
-        ]
+        concurrency = _concurrency(env, "HILAPP_DEFAULT_CONCURRENCY", DEFAULT_CONCURRENCY)
+        return [_worker("celery", f"default@{host}", concurrency, threads=False)]
     if name == "worker-api":
-        concurrency = _env_int(env, "HILAPP_API_CONCURRENCY", 200)
-        return [
-            _celery(
-                "worker",
-                "-Q",
-                "api",
-                "--pool",
-                "threads",
-                "--concurrency",
-                concurrency,
-                "-n",
-                f"api@{host}",
-            )
-        ]
+        concurrency = _concurrency(env, "HILAPP_API_CONCURRENCY", API_CONCURRENCY)
+        return [_worker("api", f"api@{host}", concurrency, threads=True)]
     if name == "worker-gpu":
-        # One per device: start it with CUDA_VISIBLE_DEVICES naming that device.
-        device = env.get("CUDA_VISIBLE_DEVICES") or "0"
-        concurrency = _env_int(env, "HILAPP_GPU_CONCURRENCY", 8)
-        return [
-            _celery(
-                "worker",
-                "-Q",
-                "gpu",
-                "--pool",
-                "threads",
-                "--concurrency",
-                concurrency,
-                "-n",
-                f"gpu{device.replace(',', '-')}@{host}",
-            )
-        ]
+        # One per device. The node is named after the device: HILAPP_GPU_DEVICE when set (a
+        # container that sees only its reserved GPU calls it 0), else CUDA_VISIBLE_DEVICES.
+        device = (
+            (env.get("HILAPP_GPU_DEVICE") or "").strip()
+            or (env.get("CUDA_VISIBLE_DEVICES") or "").strip()
+            or "0"
+        )
+        concurrency = _concurrency(env, "HILAPP_GPU_CONCURRENCY", GPU_CONCURRENCY)
+        node = f"gpu{device.replace(',', '-')}@{host}"
+        return [_worker("gpu", node, concurrency, threads=True)]
     if name == "beat":
         from django.conf import settings
 
-        return [_celery("beat", "--schedule", str(settings.VAR_DIR / "celerybeat-schedule"))]
-    raise SystemExit(f"unknown process {name!r}; one of {', '.join(PROCESS_NAMES)}")
+        return [_celery("beat", "--schedule", str(settings.CELERY_BEAT_SCHEDULE_FILENAME))]
+    raise SystemExit(f"unknown process {name!r}\n{USAGE}")
+
+
+def describe(name: str, env: Mapping[str, str]) -> list[str]:
+    """What ``--print`` shows: each command as a shell line, the defaults in front of it."""
+    assignments = [f"{key}={value}" for key, value in environment_defaults(name, env).items()]
+    return [shlex.join([*assignments, *line]) for line in commands(name, env)]
 
 
 def main(argv: list[str]) -> int:
     show = argv[:1] == ["--print"]
     names = argv[1:] if show else argv
-    if len(names) != 1:
-        print(f"usage: python -m hilapp.processes [--print] {{{','.join(PROCESS_NAMES)}}}")
+    if len(names) != 1 or names[0] not in PROCESS_NAMES:
+        if len(names) == 1:
+            print(f"unknown process {names[0]!r}", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
+    name = names[0]
+    if show:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hilapp.settings.base")
+        import django
+
+        django.setup()
+        for shown in describe(name, os.environ):
+            print(shown)
+        return 0
+    # The defaults go into this process's environment before Django reads its settings, and
+    # are inherited by the commands below (exec keeps the environment).
+    os.environ.update(environment_defaults(name, os.environ))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hilapp.settings.base")
     import django
 
-    django.setup()
-    lines = commands(names[0])
-    if show:
-        for line in lines:
-            print(" ".join(line))
-        return 0
+    django.setup()  # a bad setting stops here, with its message, before anything starts
+    lines = commands(name)
     for line in lines[:-1]:
-        subprocess.run(line, check=True)
+        finished = subprocess.run(line)
+        if finished.returncode:  # e.g. a failed migration: nothing after it runs
+            return finished.returncode
     os.execv(lines[-1][0], lines[-1])  # the last command becomes the process (signals reach it)
     return 0  # pragma: no cover
 
