@@ -78,7 +78,8 @@ def test_traversal_and_nul_bytes_are_refused_even_when_signed(stored: str, name:
     expires = int(time.time()) + 600
     signature = media._signer().signature(media._payload(name, expires))
     response = Client().get(f"/media/{quote(name)}?exp={expires}&sig={signature}")
-    assert response.status_code in (403, 404)
+    # 403 from the media view; 400 where the request limits refuse a NUL before any view.
+    assert response.status_code in (400, 403)
     assert b"not media" not in response.content
     with pytest.raises(Exception, match="refusing to sign"):
         media.media_url(name)
