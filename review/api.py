@@ -69,6 +69,8 @@ def parse_exclude(raw: str | None) -> list[int]:
         raise ValidationError({"exclude": "A comma-separated list of item ids."}) from exc
     if len(ids) > EXCLUDE_MAX:
         raise ValidationError({"exclude": f"At most {EXCLUDE_MAX} item ids."})
+    if any(not 0 < i < 2**63 for i in ids):  # beyond 64 bits the database driver overflows
+        raise ValidationError({"exclude": "Item ids are whole numbers from 1 to 2**63-1."})
     return ids
 
 
@@ -205,6 +207,9 @@ def agreement_data(user: Any, days: int | None) -> dict[str, Any]:
     }
 
 
+DAYS_MAX = 36_500
+
+
 def parse_days(raw: str | None) -> int | None:
     if not raw:
         return None
@@ -214,6 +219,8 @@ def parse_days(raw: str | None) -> int | None:
         raise ValidationError({"days": "A whole number of days."}) from exc
     if days < 1:
         raise ValidationError({"days": "At least one day."})
+    if days > DAYS_MAX:  # a timedelta of more days overflows
+        raise ValidationError({"days": f"At most {DAYS_MAX} days."})
     return days
 
 

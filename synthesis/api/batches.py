@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hilapp.roles import IsAdmin
+from synthesis.api.common import ID_PATTERN, BudgetField, WholeNumberField
 from synthesis.models import Batch
 from synthesis.services.batch_report import batch_report, batch_spend
 from synthesis.services.batches import (
@@ -26,23 +27,32 @@ from synthesis.services.batches import (
     batch_pause,
     batch_resume,
 )
+from synthesis.services.launch_params import MAX_BATCH_COUNT, MAX_SEED, clean_launch_request
 from synthesis.services.progress import batch_progress
 from synthesis.states import BatchKind
 
 
 class BatchLaunchSerializer(serializers.Serializer[Any]):
-    """Only shapes are checked here; the launch services check the values."""
+    """The launch parameters, checked here by the same cleaner the page and the CLI use
+    (``synthesis.services.launch_params``), so a 400 names the field and nothing is created."""
 
     kind = serializers.ChoiceField(choices=BatchKind.choices)
-    count = serializers.JSONField(help_text="units to make (1–100000)")
-    seed = serializers.IntegerField(required=False, default=0)
-    budget_usd = serializers.JSONField(required=False, allow_null=True, default=None)
+    count = WholeNumberField(min_value=1, max_value=MAX_BATCH_COUNT, help_text="units to make")
+    seed = WholeNumberField(min_value=0, max_value=MAX_SEED, required=False, default=0)
+    budget_usd = BudgetField(required=False, allow_null=True, default=None)
     params = serializers.DictField(
         required=False,
         default=dict,
-        help_text="genres, min_frames/max_frames, subject_categories, profession_categories, "
-        "roles {role: 'provider:model=weight,…'}, sim {faults: {kind: rate}, latency_ms}",
+        help_text="characters: subject_categories, profession_categories; stories: genres, "
+        "min_frames, max_frames, max_cast; all: roles {role: 'provider:model=weight,…'}, "
+        "sim {faults: {kind: rate}, latency_ms (0–60000)}. Unknown keys are refused.",
     )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return clean_launch_request(**attrs)
+        except LaunchError as exc:
+            raise serializers.ValidationError({exc.field: [str(exc)]}) from None
 
 
 class BatchSerializer(serializers.ModelSerializer[Batch]):
@@ -79,7 +89,7 @@ class BatchSerializer(serializers.ModelSerializer[Batch]):
 
 
 class ResumeSerializer(serializers.Serializer[Any]):
-    budget_usd = serializers.JSONField(required=False, allow_null=True, default=None)
+    budget_usd = BudgetField(required=False, allow_null=True, default=None)
 
 
 class NewestFirst(CursorPagination):
@@ -90,6 +100,7 @@ class BatchViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Batch]):
     """Admins only. The detail is the live report (counts, progress, ETA, spend, failures)."""
 
     queryset = Batch.objects.select_related("created_by")
+    lookup_value_regex = ID_PATTERN
     serializer_class = BatchSerializer
     permission_classes = [IsAdmin]
     pagination_class = NewestFirst
@@ -105,7 +116,9 @@ class BatchViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[Batch]):
         try:
             batch = batch_launch(created_by=request.user, **launch.validated_data)
         except LaunchError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+            return Response(
+                {"detail": str(exc), exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST
+            )
         return Response(batch_report(batch), status=status.HTTP_201_CREATED)
 
     def _act(self, service: Any, **extra: Any) -> Response:

@@ -19,12 +19,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from hilapp.roles import IsAdmin, IsConsumerOrAbove
-from synthesis.api.common import IdCursorPagination
+from synthesis.api.common import ID_PATTERN, IdCursorPagination
 from synthesis.api.serializers import ExportJobSerializer, ExportStartSerializer
 from synthesis.export.jobs import export_job_start
 from synthesis.export.options import MANIFEST_NAME, ExportError
 from synthesis.models import ExportJob
 from synthesis.states import ExportStatus
+
+MAX_PATH_CHARS = 1024
 
 
 class ExportViewSet(
@@ -36,6 +38,7 @@ class ExportViewSet(
     serializer_class = ExportJobSerializer
     pagination_class = IdCursorPagination
     queryset = ExportJob.objects.select_related("created_by").order_by("id")
+    lookup_value_regex = ID_PATTERN
     filterset_fields = ["status"]
 
     def get_permissions(self) -> list[BasePermission]:
@@ -59,9 +62,15 @@ class ExportViewSet(
         job = self.get_object()
         if job.status != ExportStatus.DONE:
             raise Http404("The export is not finished.")
+        if len(relative) > MAX_PATH_CHARS or "\x00" in relative:
+            raise ValidationError({"path": f"A path of at most {MAX_PATH_CHARS} characters."})
         root = Path(job.out_dir).resolve()
-        path = (root / relative).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        try:  # an overlong name is an OSError (ENAMETOOLONG) from the file system
+            path = (root / relative).resolve()
+            found = path.is_relative_to(root) and path.is_file()
+        except OSError:
+            found = False
+        if not found:
             raise Http404("No such file in this export.")
         return path
 

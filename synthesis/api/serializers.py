@@ -9,9 +9,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.reverse import reverse
 
-from synthesis.api.common import absolute_url
-from synthesis.export.options import FORMATS
+from synthesis.api.common import WholeNumberField, absolute_url
+from synthesis.export.options import FORMATS, MIN_SHARD_MAX_BYTES
+from synthesis.export.publish import published_files
 from synthesis.models import Character, ExportJob, Frame, FrameCharacter, Story
+from synthesis.states import ApprovalPath
+
+# An absolute URL, or null when there is no file (yet): a generated client must allow both.
+NULLABLE_URI = serializers.URLField(allow_null=True, read_only=True)
 
 
 class CharacterSerializer(serializers.ModelSerializer[Character]):
@@ -40,7 +45,7 @@ class CharacterSerializer(serializers.ModelSerializer[Character]):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field(NULLABLE_URI)
     def get_template_url(self, obj: Character) -> str | None:
         return absolute_url(self.context, obj.template)
 
@@ -83,6 +88,10 @@ class FrameCharacterSerializer(serializers.ModelSerializer[FrameCharacter]):
 
 class FrameSerializer(serializers.ModelSerializer[Frame]):
     characters = FrameCharacterSerializer(source="cast", many=True, read_only=True)
+    # Blank until a path approves the frame: the enum must list "" too.
+    approval_path = serializers.ChoiceField(
+        choices=ApprovalPath.choices, allow_blank=True, read_only=True
+    )
     image_url = serializers.SerializerMethodField()
     split = serializers.SerializerMethodField()
 
@@ -107,7 +116,7 @@ class FrameSerializer(serializers.ModelSerializer[Frame]):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field(NULLABLE_URI)
     def get_image_url(self, obj: Frame) -> str | None:
         return absolute_url(self.context, obj.image)
 
@@ -117,10 +126,22 @@ class FrameSerializer(serializers.ModelSerializer[Frame]):
         return splits.get(obj.story_id)
 
 
+class PublishedFileSerializer(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    bytes = serializers.IntegerField()
+    url = serializers.CharField(help_text="signed and expiring")
+
+
 class ExportJobSerializer(serializers.ModelSerializer[ExportJob]):
     progress = serializers.SerializerMethodField()
     manifest_url = serializers.SerializerMethodField()
-    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+    files = serializers.SerializerMethodField(
+        help_text="the finished export's files in shared storage, with signed URLs "
+        "(empty when exports stay on the worker's disk: use the files action)"
+    )
+    created_by = serializers.CharField(
+        source="created_by.username", default=None, allow_null=True, read_only=True
+    )
 
     class Meta:
         model = ExportJob
@@ -133,6 +154,7 @@ class ExportJobSerializer(serializers.ModelSerializer[ExportJob]):
             "progress",
             "manifest",
             "manifest_url",
+            "files",
             "error",
             "created_by",
             "created_at",
@@ -141,11 +163,15 @@ class ExportJobSerializer(serializers.ModelSerializer[ExportJob]):
         ]
         read_only_fields = fields
 
+    @extend_schema_field(PublishedFileSerializer(many=True))
+    def get_files(self, obj: ExportJob) -> list[dict[str, Any]]:
+        return published_files(obj.manifest)
+
     @extend_schema_field(OpenApiTypes.FLOAT)
     def get_progress(self, obj: ExportJob) -> float:
         return round(obj.done / obj.total, 4) if obj.total else 0.0
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field(NULLABLE_URI)
     def get_manifest_url(self, obj: ExportJob) -> str | None:
         if obj.status != "done":
             return None
@@ -156,10 +182,16 @@ class ExportStartSerializer(serializers.Serializer[dict[str, Any]]):
     """Parameters of a new export (checked again, fully, by the export service)."""
 
     formats = serializers.ListField(
-        child=serializers.ChoiceField(choices=list(FORMATS)), required=False
+        child=serializers.ChoiceField(choices=list(FORMATS)),
+        required=False,
+        max_length=len(FORMATS),
     )
-    holdout_characters = serializers.IntegerField(min_value=0, required=False)
-    holdout_stories = serializers.IntegerField(min_value=0, required=False)
-    shard_max_bytes = serializers.IntegerField(min_value=1, required=False)
+    # Bounds that the JSON params column and the export's integers hold (a seed beyond 64 bits
+    # or a holdout of 10**30 is a 400 here, not a broken job row).
+    holdout_characters = WholeNumberField(min_value=0, max_value=1_000_000, required=False)
+    holdout_stories = WholeNumberField(min_value=0, max_value=1_000_000, required=False)
+    shard_max_bytes = WholeNumberField(
+        min_value=MIN_SHARD_MAX_BYTES, max_value=2**40, required=False
+    )
     include_partial_stories = serializers.BooleanField(required=False)
-    seed = serializers.IntegerField(min_value=0, required=False)
+    seed = WholeNumberField(min_value=0, max_value=2**63 - 1, required=False)

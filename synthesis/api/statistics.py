@@ -20,6 +20,8 @@ from synthesis.services.statistics import statistics_all
 
 class StatisticsViewSet(viewsets.ViewSet):
     permission_classes = [IsAdmin]
+    # Any segment reaches the view, so an unknown name (dots included) is a JSON 404.
+    lookup_value_regex = "[^/]+"
 
     @extend_schema(operation_id="statistics_list", responses={200: dict})
     def list(self, request: Request) -> Response:

@@ -12,7 +12,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from rest_framework import viewsets
 
 from hilapp.roles import IsConsumerOrAbove
-from synthesis.api.common import IdCursorPagination, sees_everything
+from synthesis.api.common import ID_PATTERN, IdCursorPagination, sees_everything
 from synthesis.api.filters import CharacterFilter, FrameFilter, StoryFilter
 from synthesis.api.serializers import CharacterSerializer, FrameSerializer, StorySerializer
 from synthesis.export.jobs import export_latest_splits
@@ -30,6 +30,7 @@ class CharacterViewSet(viewsets.ReadOnlyModelViewSet[Character]):
     permission_classes = [IsConsumerOrAbove]
     pagination_class = IdCursorPagination
     filterset_class = CharacterFilter
+    lookup_value_regex = ID_PATTERN
 
     def get_queryset(self) -> QuerySet[Character]:
         queryset = Character.objects.all()
@@ -45,6 +46,7 @@ class StoryViewSet(viewsets.ReadOnlyModelViewSet[Story]):
     permission_classes = [IsConsumerOrAbove]
     pagination_class = IdCursorPagination
     filterset_class = StoryFilter
+    lookup_value_regex = ID_PATTERN
 
     def get_queryset(self) -> QuerySet[Story]:
         queryset = Story.objects.all()
@@ -69,6 +71,7 @@ class FrameViewSet(viewsets.ReadOnlyModelViewSet[Frame]):
     permission_classes = [IsConsumerOrAbove]
     pagination_class = IdCursorPagination
     filterset_class = FrameFilter
+    lookup_value_regex = ID_PATTERN
 
     def get_queryset(self) -> QuerySet[Frame]:
         if sees_everything(self.request.user):
