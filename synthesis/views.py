@@ -32,6 +32,7 @@ from synthesis.services.batches import (
     batch_resume,
 )
 from synthesis.services.progress import batch_progress
+from synthesis.services.queue_health import queues_health
 
 View = Callable[..., HttpResponse]
 
@@ -71,7 +72,8 @@ def batches(request: HttpRequest) -> HttpResponse:
             }
         )
     status = 400 if request.method == "POST" else 200
-    return render(request, "synthesis/batches.html", {"form": form, "rows": rows}, status=status)
+    context = {"form": form, "rows": rows, "queues": queues_health()}
+    return render(request, "synthesis/batches.html", context, status=status)
 
 
 @admin_only

@@ -4,8 +4,9 @@ One local HTTP server speaks both APIs, as the official SDKs call them:
 
 - OpenAI: ``POST /v1/chat/completions`` (JSON-schema output), ``POST /v1/images/generations``
   and ``POST /v1/images/edits`` (base64 PNG);
-- Gemini: ``POST /v1beta/models/{model}:generateContent`` (or ``/v1/``, as the SDK release sends) (JSON output through
-  ``responseSchema`` or ``responseJsonSchema``; an image through ``responseModalities``).
+- Gemini: ``POST /v1beta/models/{model}:generateContent`` (or ``/v1/``, as the SDK release
+  sends; JSON output through ``responseSchema`` or ``responseJsonSchema``; an image through
+  ``responseModalities``).
 
 Structured answers are recognised by the schema's properties and answered with a valid,
 passing answer (a story script uses the CIDs and vocabulary IDs listed in its prompt). Images
@@ -93,8 +94,11 @@ def _story_script(prompt: str) -> dict[str, Any]:
     return {"title": "A fake story", "frames": frames}
 
 
-def structured_answer(properties: set[str], prompt: str, n: int) -> dict[str, Any]:
-    """A valid, passing answer for the pipeline schema with these top-level properties."""
+def structured_answer(
+    properties: set[str], prompt: str, n: int, *, fail_iqcc: bool = False
+) -> dict[str, Any]:
+    """A valid answer for the pipeline schema with these top-level properties: passing,
+    except an IQCC check when ``fail_iqcc`` (a global identity error)."""
     if {"name", "visual_description", "palette"} <= properties:
         return {
             "name": f"Fake {n}",
@@ -108,6 +112,15 @@ def structured_answer(properties: set[str], prompt: str, n: int) -> dict[str, An
         return {"diagnostic": "the pose was unclear", "rewritten_prompt": prompt[:400] or "again"}
     if "identity_consistency" in properties:
         ok = {"verdict": "pass", "reasons": []}
+        if fail_iqcc:
+            bad = {"verdict": "fail", "reasons": ["the face does not match the CID"]}
+            return {
+                "identity_consistency": bad,
+                "control_accuracy": ok,
+                "semantic_alignment": ok,
+                "error_scope": "global",
+                "edit_instruction": "",
+            }
         return {
             "identity_consistency": ok,
             "control_accuracy": ok,
@@ -123,8 +136,11 @@ def structured_answer(properties: set[str], prompt: str, n: int) -> dict[str, An
 class ModelFakes:
     """The fake server in a thread of this process (``start``/``close``)."""
 
-    def __init__(self, *, latency_s: float = 0.0, port: int = 0) -> None:
+    def __init__(self, *, latency_s: float = 0.0, port: int = 0, iqcc_fail_every: int = 0) -> None:
         self.latency_s = latency_s
+        # Every n-th IQCC answer fails (0: none), so that frames reach HV3.
+        self.iqcc_fail_every = iqcc_fail_every
+        self._iqcc_count = 0
         self.answered: Counter[str] = Counter()
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -178,13 +194,21 @@ class ModelFakes:
             self._count += 1
             return self._count
 
+    def _structured(self, properties: set[str], prompt: str) -> dict[str, Any]:
+        fail = False
+        if "identity_consistency" in properties and self.iqcc_fail_every:
+            with self._lock:
+                self._iqcc_count += 1
+                fail = self._iqcc_count % self.iqcc_fail_every == 0
+        return structured_answer(properties, prompt, self._next(), fail_iqcc=fail)
+
     def _answer(self, path: str, body: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
         """(provider, JSON reply) for one request."""
         if path == "/v1/chat/completions":
             request = json.loads(body)
             fmt = request.get("response_format", {}).get("json_schema", {})
             prompt = _openai_prompt(request)
-            data = structured_answer(_properties(fmt.get("schema")), prompt, self._next())
+            data = self._structured(_properties(fmt.get("schema")), prompt)
             return "openai", {
                 "id": "chatcmpl-fake",
                 "object": "chat.completion",
@@ -221,7 +245,7 @@ class ModelFakes:
             else:
                 schema = config.get("responseJsonSchema") or config.get("responseSchema")
                 prompt = _gemini_prompt(request)
-                data = structured_answer(_properties(schema), prompt, self._next())
+                data = self._structured(_properties(schema), prompt)
                 part = {"text": json.dumps(data)}
             return "gemini", {
                 "candidates": [

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from synthesis.dispatch import send_on_commit
 from synthesis.export.options import ExportError, options_from_params
+from synthesis.export.publish import export_publish, storage_is_shared
 from synthesis.export.service import dataset_export
 from synthesis.models import ExportJob
 from synthesis.states import ExportStatus
@@ -91,6 +92,9 @@ def export_job_run(*, job_id: int) -> None:
             return
         raise
     counts = manifest["counts"]
+    published = None
+    if storage_is_shared():
+        published = export_publish(Path(job.out_dir), f"exports/export-{job.pk}")
     transition(
         ExportJob,
         job.pk,
@@ -99,7 +103,7 @@ def export_job_run(*, job_id: int) -> None:
         reason="exported",
         # The job keeps the manifest but its file list (that stays in manifest.json).
         manifest={k: v for k, v in manifest.items() if k != "files"}
-        | {"file_count": len(manifest["files"])},
+        | {"file_count": len(manifest["files"]), "published": published},
         done=counts["frames"],
         total=counts["frames"],
         finished_at=timezone.now(),

@@ -103,3 +103,26 @@ def test_a_worker_on_one_queue_only_makes_that_queues_calls(
         provider: ModelCall.objects.filter(batch=batch, provider=provider, status="ok").count()
         for provider in ("openai", "gemini")
     }
+
+
+@pytest.mark.worker
+def test_the_batches_page_shows_queue_depths_and_warns_of_a_queue_nobody_consumes(
+    celery_workers: Workers, client: Any, make_user: Any
+) -> None:
+    from hilapp.celery import app
+
+    celery_workers.start(queues="celery", name="default", concurrency=1)
+    client.force_login(make_user("boss", "admin"))
+    # Work for the gpu queue, which no worker here consumes (a gpu host that is down).
+    for _ in range(3):
+        app.send_task("synthesis.tasks.story_check", args=[0], queue="gpu")
+
+    def listed() -> bool:
+        page = client.get("/synthesis/batches/").content.decode()
+        return "default0@" in page
+
+    wait_until(listed, timeout=60, message="the default worker to be listed on its queue")
+    page = client.get("/synthesis/batches/").content.decode()
+    assert 'data-queue="gpu">Queue <strong>gpu</strong> has 3 waiting messages' in page
+    assert 'class="form-error queue-warning" data-queue="celery"' not in page
+    assert 'class="form-error queue-warning" data-queue="api"' not in page
