@@ -35,7 +35,9 @@ def admin_link(obj: Model | None, label: str | None = None) -> SafeString | str:
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows are written by the pipeline; the admin shows them (superusers may delete)."""
+    """Rows are written by the pipeline; the admin only shows them. No one deletes here, not
+    even a superuser (no delete page, no bulk "delete selected" action): batches, frames, the
+    cost ledger and the status-change audit are the record of what was made and spent."""
 
     list_per_page = 50
     show_full_result_count = False
@@ -44,6 +46,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 

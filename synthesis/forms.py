@@ -95,7 +95,7 @@ class BatchLaunchForm(forms.Form):
                 params["subject_categories"] = list(data["subject_categories"])
             if data["profession_categories"]:
                 params["profession_categories"] = list(data["profession_categories"])
-        if kind in (BatchKind.STORIES, BatchKind.FRAMES):
+        if kind == BatchKind.STORIES:  # frame runs take their stories' frame counts
             genres = [g.strip() for g in (data["genres"] or "").split(",") if g.strip()]
             if genres:
                 params["genres"] = genres

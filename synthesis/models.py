@@ -70,7 +70,19 @@ class Batch(TimeStamped):
             models.CheckConstraint(
                 condition=Q(budget_usd__isnull=True) | Q(budget_usd__gte=0),
                 name="batch_budget_not_negative",
-            )
+            ),
+            # What the launch rules allow (synthesis.services.launch_params), in the database
+            # too: SQLite stores any number in a decimal column, and a budget beyond 12 digits
+            # would break every later read of the row.
+            models.CheckConstraint(
+                condition=Q(budget_usd__isnull=True)
+                | Q(budget_usd__gt=0, budget_usd__lte=Decimal("99999999.9999")),
+                name="batch_budget_positive_and_fits",
+            ),
+            models.CheckConstraint(
+                condition=Q(requested__gte=1, requested__lte=100_000),
+                name="batch_requested_in_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -362,6 +374,12 @@ class ModelCall(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["batch", "status"], name="call_batch_status")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(cost_usd__gte=0, cost_usd__lte=Decimal("999999.999999")),
+                name="call_cost_in_range",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.role} {self.provider}:{self.model} ({self.status})"

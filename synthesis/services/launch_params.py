@@ -209,7 +209,10 @@ def clean_role_spec(role: str, spec: Any) -> str:
                 "add others to HILAPP_PRICES)",
                 field=field,
             )
-        weight = _finite_number(weight_text.strip() or 1, field=f"{field} weight")
+        try:
+            weight = _finite_number(weight_text.strip() or 1, field=f"{field} weight")
+        except LaunchError as exc:
+            raise LaunchError(str(exc), field=field) from None
         if not 0 < weight <= MAX_WEIGHT:
             raise LaunchError(
                 f"{field}: {item!r}: weight must be above 0 and at most {MAX_WEIGHT:g}",
@@ -291,7 +294,7 @@ def clean_sim(value: Any) -> dict[str, Any]:
 
 def _check_size(params: Any) -> None:
     try:
-        size = len(json.dumps(params, allow_nan=False))
+        size = len(json.dumps(params))  # non-finite numbers are refused where they are read
     except (TypeError, ValueError):
         raise LaunchError(
             "params must be plain JSON (objects, lists, text, finite numbers)", field="params"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -14,7 +15,8 @@ from synthesis.models import Batch
 
 
 @pytest.mark.django_db
-def test_seed_demo_is_idempotent_and_prints_credentials() -> None:
+def test_seed_demo_is_idempotent_and_prints_credentials(settings: Any) -> None:
+    settings.IS_EMBEDDED = True  # demo passwords are set in the embedded mode only
     out = StringIO()
     call_command("seed_demo", stdout=out)
     call_command("seed_demo", stdout=out)

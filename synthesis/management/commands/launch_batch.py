@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 from synthesis.models import Batch
 from synthesis.services.batches import LaunchError, batch_launch
+from synthesis.services.launch_params import MAX_PARAMS_BYTES
 from synthesis.services.progress import batch_counts, batch_progress
 from synthesis.states import BatchKind, BatchStatus
 
@@ -19,7 +20,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("kind", choices=[k.value for k in BatchKind])
         parser.add_argument("--count", required=True, help="how many units to make")
-        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--seed", default="0", help="a whole number, 0 to 2**63-1")
         parser.add_argument("--budget-usd", default=None, help="stop before spending more")
         parser.add_argument(
             "--genre", action="append", default=[], help="story genre (repeatable; stories only)"
@@ -34,9 +35,11 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=0, help="give up waiting after S")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if len(options["params"]) > MAX_PARAMS_BYTES:
+            raise CommandError(f"--params must be at most {MAX_PARAMS_BYTES} bytes")
         try:
             params = json.loads(options["params"])
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise CommandError(f"--params is not valid JSON: {exc}") from None
         if not isinstance(params, dict):
             raise CommandError("--params must be a JSON object")
@@ -50,7 +53,7 @@ class Command(BaseCommand):
         try:
             batch = self._launch(options, params)
         except LaunchError as exc:
-            raise CommandError(str(exc)) from None
+            raise CommandError(f"{exc.field}: {exc}") from None
         self.stdout.write(f"launched batch {batch.pk}: {batch.requested} {batch.kind}")
         if options["wait"]:
             self._wait(batch, timeout=options["timeout"])
