@@ -222,7 +222,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def local_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A moto S3 server process for the session; ``local_s3.bucket()`` gives a fresh bucket's env."""
+    """A moto S3 server process for the session; ``local_s3.bucket()`` makes a fresh bucket."""
     from tests.s3 import LocalS3
 
     server = LocalS3().start(log=tmp_path_factory.mktemp("s3") / "moto.log")

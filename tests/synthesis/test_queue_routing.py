@@ -48,9 +48,7 @@ def flux_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_queue_follows_the_routed_provider(settings: Any) -> None:
     ctx = CallContext(seed=3, role_overrides=dict(ROLES))
     settings.OPENAI_API_KEY = settings.GEMINI_API_KEY = "set"
-    queues = {
-        queue_of(PlannedCall(Role.PLANNER, f"character:{i}:concept", ctx)) for i in range(40)
-    }
+    queues = {queue_of(PlannedCall(Role.PLANNER, f"character:{i}:concept", ctx)) for i in range(40)}
     assert queues == {"api", "celery"}  # the planner's two providers, each on its own queue
     assert queue_of(PlannedCall(Role.JUDGE, "x", ctx)) == "api"
     assert queue_of(PlannedCall(Role.CHARACTER_RENDERER, "x", ctx)) == "gpu"
@@ -87,9 +85,7 @@ def test_a_worker_on_one_queue_only_makes_that_queues_calls(
         raise
 
     workers_by_provider: dict[str, set[str]] = defaultdict(set)
-    for provider, worker in ModelCall.objects.filter(batch=batch).values_list(
-        "provider", "worker"
-    ):
+    for provider, worker in ModelCall.objects.filter(batch=batch).values_list("provider", "worker"):
         workers_by_provider[provider].add(worker.split("@")[0].rstrip("0123456789"))
     assert set(workers_by_provider) == {"openai", "sim", "gemini", "diffusers"}
     for provider, workers in workers_by_provider.items():
