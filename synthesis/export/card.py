@@ -78,13 +78,12 @@ def _sorted(counter: Counter[Any]) -> dict[str, int]:
     return {str(k): v for k, v in sorted(counter.items(), key=lambda kv: str(kv[0]).zfill(8))}
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> None:
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
-    return path
 
 
-def _bar(path: Path, counts: dict[str, int], title: str, xlabel: str) -> Path:
+def _bar(path: Path, counts: dict[str, int], title: str, xlabel: str) -> None:
     fig = Figure(figsize=(6, 3.5))
     ax = fig.add_subplot()
     ax.bar(range(len(counts)), list(counts.values()), color="#4c72b0")
@@ -93,10 +92,10 @@ def _bar(path: Path, counts: dict[str, int], title: str, xlabel: str) -> Path:
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     fig.tight_layout()
-    return _save(fig, path)
+    _save(fig, path)
 
 
-def _heatmap(path: Path, characters: list[CharacterInfo]) -> Path:
+def _heatmap(path: Path, characters: list[CharacterInfo]) -> None:
     rows = sorted({c.subject_category for c in characters}) or ["-"]
     cols = sorted({c.profession_category for c in characters}) or ["-"]
     grid = [[0] * len(cols) for _ in rows]
@@ -113,10 +112,10 @@ def _heatmap(path: Path, characters: list[CharacterInfo]) -> Path:
     ax.set_title("Characters: subject category × profession category")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    return _save(fig, path)
+    _save(fig, path)
 
 
-def _frequencies(path: Path, what: str, counter: Counter[str]) -> Path:
+def _frequencies(path: Path, what: str, counter: Counter[str]) -> None:
     """A horizontal bar per value of one control (pose, expression or composition tag)."""
     items = sorted(counter.items())
     fig = Figure(figsize=(5, max(3.0, 0.18 * len(items) + 1.5)))
@@ -128,7 +127,7 @@ def _frequencies(path: Path, what: str, counter: Counter[str]) -> Path:
     ax.set_title(f"{what} frequency")
     # Fixed margins: tight_layout measures every label and costs seconds with ~60 of them.
     fig.subplots_adjust(left=0.3, right=0.97, top=0.95, bottom=0.05)
-    return _save(fig, path)
+    _save(fig, path)
 
 
 def write_card(
@@ -138,34 +137,29 @@ def write_card(
     characters: dict[int, CharacterInfo],
     manifest_counts: dict[str, Any],
     layout: dict[str, str],
-) -> list[Path]:
-    """Draw the plots and write ``README.md``; return the files written."""
+) -> None:
+    """Draw the plots and write ``README.md``."""
     plots = out / PLOT_DIR
     plots.mkdir(parents=True, exist_ok=True)
     used = sorted(set().union(*stats.characters.values()) if stats.characters else set())
     infos = [characters[c] for c in used if c in characters]
-    files = [
-        _bar(
-            plots / "characters_per_frame.png",
-            _sorted(stats.character_count),
-            "Characters per frame",
-            "characters in the frame",
-        ),
-        _bar(
-            plots / "frames_per_story.png",
-            _sorted(stats.sequence_lengths()),
-            "Frames per story (sequence length)",
-            "exported frames in the story",
-        ),
-        _heatmap(plots / "subject_x_profession.png", infos),
-        _frequencies(plots / "pose_frequencies.png", "pose", stats.poses),
-        _frequencies(plots / "expression_frequencies.png", "expression", stats.expressions),
-        _frequencies(plots / "composition_frequencies.png", "composition", stats.compositions),
-    ]
-    summary = stats.summary(characters)
-    readme = out / "README.md"
-    readme.write_text(_card_text(summary, manifest_counts, layout))
-    return [*files, readme]
+    _bar(
+        plots / "characters_per_frame.png",
+        _sorted(stats.character_count),
+        "Characters per frame",
+        "characters in the frame",
+    )
+    _bar(
+        plots / "frames_per_story.png",
+        _sorted(stats.sequence_lengths()),
+        "Frames per story (sequence length)",
+        "exported frames in the story",
+    )
+    _heatmap(plots / "subject_x_profession.png", infos)
+    _frequencies(plots / "pose_frequencies.png", "pose", stats.poses)
+    _frequencies(plots / "expression_frequencies.png", "expression", stats.expressions)
+    _frequencies(plots / "composition_frequencies.png", "composition", stats.compositions)
+    (out / "README.md").write_text(_card_text(stats.summary(characters), manifest_counts, layout))
 
 
 def _table(counts: dict[str, int], head: str) -> str:

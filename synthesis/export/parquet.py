@@ -41,7 +41,6 @@ class ParquetIndex:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.rows = 0
         self._buffer: list[dict[str, Any]] = []
         self._writer = pq.ParquetWriter(
             path, SCHEMA, compression="zstd", write_statistics=True, store_schema=True
@@ -55,10 +54,8 @@ class ParquetIndex:
     def _flush(self) -> None:
         if self._buffer:
             self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=SCHEMA))
-            self.rows += len(self._buffer)
             self._buffer = []
 
-    def close(self) -> Path:
+    def close(self) -> None:
         self._flush()
         self._writer.close()
-        return self.path
