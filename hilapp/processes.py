@@ -69,6 +69,18 @@ def environment_defaults(name: str, env: Mapping[str, str]) -> dict[str, str]:
     return {key: value for key, value in defaults.items() if not _is_set(env, key)}
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    """Celery's own default is WARNING, which would hide the app's INFO lines (task successes
+    with the reconciler's counts, the gpu warm-up); LOG_LEVEL is the settings' level too."""
+    level = (env.get("LOG_LEVEL") or "").strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        raise SystemExit(f"LOG_LEVEL={level!r}: expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
 def _celery(*args: str) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "hilapp", *args]
 
@@ -77,9 +89,22 @@ def _django(*args: str) -> list[str]:
     return [sys.executable, "-m", "django", *args]
 
 
-def _worker(queue: str, node: str, concurrency: int, *, threads: bool) -> list[str]:
+def _worker(
+    env: Mapping[str, str], queue: str, node: str, concurrency: int, *, threads: bool
+) -> list[str]:
     pool = ["--pool", "threads"] if threads else []
-    return _celery("worker", "-Q", queue, *pool, "--concurrency", str(concurrency), "-n", node)
+    return _celery(
+        "worker",
+        "-Q",
+        queue,
+        *pool,
+        "--concurrency",
+        str(concurrency),
+        "-n",
+        node,
+        "--loglevel",
+        _log_level(env),
+    )
 
 
 def commands(name: str, env: Mapping[str, str] | None = None) -> list[list[str]]:
@@ -94,10 +119,10 @@ def commands(name: str, env: Mapping[str, str] | None = None) -> list[list[str]]
         return [[*gunicorn, "--config", "python:hilapp.gunicorn_conf"]]
     if name == "worker-default":
         concurrency = _concurrency(env, "HILAPP_DEFAULT_CONCURRENCY", DEFAULT_CONCURRENCY)
-        return [_worker("celery", f"default@{host}", concurrency, threads=False)]
+        return [_worker(env, "celery", f"default@{host}", concurrency, threads=False)]
     if name == "worker-api":
         concurrency = _concurrency(env, "HILAPP_API_CONCURRENCY", API_CONCURRENCY)
-        return [_worker("api", f"api@{host}", concurrency, threads=True)]
+        return [_worker(env, "api", f"api@{host}", concurrency, threads=True)]
     if name == "worker-gpu":
         # One per device. The node is named after the device: HILAPP_GPU_DEVICE when set (a
         # container that sees only its reserved GPU calls it 0), else CUDA_VISIBLE_DEVICES.
@@ -108,11 +133,12 @@ def commands(name: str, env: Mapping[str, str] | None = None) -> list[list[str]]
         )
         concurrency = _concurrency(env, "HILAPP_GPU_CONCURRENCY", GPU_CONCURRENCY)
         node = f"gpu{device.replace(',', '-')}@{host}"
-        return [_worker("gpu", node, concurrency, threads=True)]
+        return [_worker(env, "gpu", node, concurrency, threads=True)]
     if name == "beat":
         from django.conf import settings
 
-        return [_celery("beat", "--schedule", str(settings.CELERY_BEAT_SCHEDULE_FILENAME))]
+        schedule = str(settings.CELERY_BEAT_SCHEDULE_FILENAME)
+        return [_celery("beat", "--schedule", schedule, "--loglevel", _log_level(env))]
     raise SystemExit(f"unknown process {name!r}\n{USAGE}")
 
 

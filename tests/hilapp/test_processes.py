@@ -38,17 +38,17 @@ def test_print_shows_each_process_command_line() -> None:
         f"{PY} -m gunicorn hilapp.wsgi:application --config python:hilapp.gunicorn_conf"
     ]
     assert printed("worker-default", env) == [
-        f"{CELERY} worker -Q celery --concurrency 4 -n default@%h"
+        f"{CELERY} worker -Q celery --concurrency 4 -n default@%h --loglevel INFO"
     ]
     assert printed("worker-api", env) == [
         f"DB_POOL_MAX_SIZE=8 PROVIDER_MAX_CONNECTIONS=200 {CELERY} worker -Q api "
-        "--pool threads --concurrency 200 -n api@%h"
+        "--pool threads --concurrency 200 -n api@%h --loglevel INFO"
     ]
     assert printed("worker-gpu", env) == [
-        f"{CELERY} worker -Q gpu --pool threads --concurrency 8 -n gpu0@%h"
+        f"{CELERY} worker -Q gpu --pool threads --concurrency 8 -n gpu0@%h --loglevel INFO"
     ]
     schedule = settings.CELERY_BEAT_SCHEDULE_FILENAME
-    assert printed("beat", env) == [f"{CELERY} beat --schedule {schedule}"]
+    assert printed("beat", env) == [f"{CELERY} beat --schedule {schedule} --loglevel INFO"]
     assert set(processes.PROCESS_NAMES) == {
         "release",
         "web",
@@ -66,12 +66,16 @@ def test_concurrency_and_node_name_come_from_the_environment() -> None:
         "HILAPP_GPU_CONCURRENCY": "4",
         "HILAPP_NODE_NAME": "host7",
     }
-    assert printed("worker-default", env)[0].endswith("-Q celery --concurrency 6 -n default@host7")
+    env["LOG_LEVEL"] = "warning"
+    assert printed("worker-default", env)[0].endswith(
+        "-Q celery --concurrency 6 -n default@host7 --loglevel WARNING"
+    )
     assert printed("worker-api", env) == [
         f"DB_POOL_MAX_SIZE=8 PROVIDER_MAX_CONNECTIONS=300 {CELERY} worker -Q api "
-        "--pool threads --concurrency 300 -n api@host7"
+        "--pool threads --concurrency 300 -n api@host7 --loglevel WARNING"
     ]
-    assert printed("worker-gpu", env)[0].endswith("--concurrency 4 -n gpu0@host7")
+    gpu = printed("worker-gpu", env)[0]
+    assert gpu.endswith("--concurrency 4 -n gpu0@host7 --loglevel WARNING")
 
 
 def test_the_api_worker_listens_on_api_only_with_threads() -> None:
@@ -116,6 +120,7 @@ def test_the_api_worker_keeps_what_the_operator_set() -> None:
         ("worker-api", {"HILAPP_API_CONCURRENCY": "-5"}, "HILAPP_API_CONCURRENCY='-5': expected"),
         ("worker-default", {"HILAPP_DEFAULT_CONCURRENCY": "four"}, "'four': expected a positive"),
         ("worker-gpu", {"HILAPP_GPU_CONCURRENCY": "2.5"}, "HILAPP_GPU_CONCURRENCY='2.5'"),
+        ("beat", {"LOG_LEVEL": "loud"}, "LOG_LEVEL='LOUD': expected one of DEBUG, INFO"),
         (
             "worker-api",
             {"HILAPP_API_CONCURRENCY": "300", "PROVIDER_MAX_CONNECTIONS": "100"},
@@ -146,7 +151,9 @@ def test_the_command_line_prints_and_refuses() -> None:
     shown = run_cli("--print", "worker-api", HILAPP_API_CONCURRENCY="50")
     assert shown.returncode == 0, shown.stderr
     assert "PROVIDER_MAX_CONNECTIONS=50 " in shown.stdout
-    assert shown.stdout.rstrip().endswith("-Q api --pool threads --concurrency 50 -n api@%h")
+    assert shown.stdout.rstrip().endswith(
+        "-Q api --pool threads --concurrency 50 -n api@%h --loglevel INFO"
+    )
 
     bad = run_cli("worker-api", HILAPP_API_CONCURRENCY="lots")
     assert bad.returncode == 1
