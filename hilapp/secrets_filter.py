@@ -15,7 +15,7 @@ import logging
 import re
 from typing import Any
 
-from django.views.debug import SafeExceptionReporterFilter
+from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 REDACTED = "********************"
 # scheme://user:password@host → the password; also scheme://:password@host (Redis).
@@ -70,3 +70,14 @@ class RedactingLogFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+class SecretsExceptionReporter(ExceptionReporter):
+    """The error page's exception message with URL passwords redacted (a driver's message
+    often quotes the connection string it failed to use)."""
+
+    def get_traceback_data(self) -> dict[str, Any]:
+        data = super().get_traceback_data()
+        if isinstance(data.get("exception_value"), str):
+            data["exception_value"] = redact(data["exception_value"])
+        return data

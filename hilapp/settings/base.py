@@ -419,4 +419,5 @@ CACHES = {
 }
 # Debug pages and error reports redact URL passwords and every *_KEY / *_SECRET* / token.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "hilapp.secrets_filter.SecretsReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "hilapp.secrets_filter.SecretsExceptionReporter"
 # <<< Hardening
