@@ -19,6 +19,7 @@ failing the call.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 import uuid
@@ -44,6 +45,15 @@ CIRCUIT_KINDS = frozenset(
 # every worker for hours).
 MAX_PAUSE_S = 600.0
 KEY_PREFIX = "hilapp:limits:"
+# Threads released by the end of a pause (or a window slot) wake up spread over up to this
+# share of their wait (at most PAUSE_JITTER_MAX_S), so they do not all fire together and draw
+# the next 429s at once.
+PAUSE_JITTER_SHARE = 0.25
+PAUSE_JITTER_MAX_S = 2.0
+# How long a worker trusts its last "circuit closed" answer (seconds). Asking the shared
+# backend on every call is a Redis round trip per route entry per call; an open circuit is
+# never cached, and this worker's own reports forget the cached answer at once.
+CLOSED_CACHE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -303,9 +313,27 @@ def _call(method: str, *args: Any, **kwargs: Any) -> Any:
         return getattr(_local, method)(*args, **kwargs)
 
 
+_closed_until: dict[str, float] = {}
+
+
 def available(entry: RouteEntry) -> bool:
-    """False while the entry's circuit is open (the provider keeps failing)."""
-    return not _call("is_open", entry.label)
+    """False while the entry's circuit is open (the provider keeps failing).
+
+    Another worker's opening is seen within ``CLOSED_CACHE_S``; this worker's at once.
+    """
+    now = time.monotonic()
+    if _closed_until.get(entry.label, 0.0) > now:
+        return True
+    if _call("is_open", entry.label):
+        _closed_until.pop(entry.label, None)
+        return False
+    _closed_until[entry.label] = now + CLOSED_CACHE_S
+    return True
+
+
+def released_pause_s(wait: float) -> float:
+    """How long to sleep for a wait of ``wait`` seconds: the wait plus a random spread."""
+    return wait + random.uniform(0.0, min(wait * PAUSE_JITTER_SHARE, PAUSE_JITTER_MAX_S))
 
 
 def acquire(entry: RouteEntry, *, tokens: int) -> None:
@@ -316,14 +344,15 @@ def acquire(entry: RouteEntry, *, tokens: int) -> None:
         if wait <= 0:
             return
         log.info("%s: waiting %.2fs for the rate limit / pause", entry.provider, wait)
-        time.sleep(min(wait, MAX_PAUSE_S) + 0.005)
+        time.sleep(released_pause_s(min(wait, MAX_PAUSE_S)) + 0.005)
 
 
 def report(entry: RouteEntry, *, error: ProviderError | None) -> None:
     """Record the outcome of a call (feeds the circuit breaker and Retry-After pauses)."""
     if error is None:
-        _call("success", entry.label)
+        _call("success", entry.label)  # closes the circuit: a cached "closed" stays true
         return
+    _closed_until.pop(entry.label, None)
     if error.kind == ErrorKind.RATE_LIMIT and error.retry_after:
         _call("pause", entry.provider, min(error.retry_after, MAX_PAUSE_S))
     if error.kind in CIRCUIT_KINDS and not error.permanent:
@@ -341,6 +370,7 @@ def report(entry: RouteEntry, *, error: ProviderError | None) -> None:
 
 def reset() -> None:
     """Forget all limiter and circuit state (tests; an admin action after an outage)."""
+    _closed_until.clear()
     _local.reset()
     try:
         _call("reset")
