@@ -20,8 +20,15 @@ from django.urls import reverse
 
 
 def client_address(request: Any) -> str:
-    """The peer's address. Behind a proxy, the proxy sets REMOTE_ADDR for gunicorn (through
-    ``--forwarded-allow-ips``); a client-supplied X-Forwarded-For is never trusted here."""
+    """The client's address: REMOTE_ADDR, or behind ``HILAPP_TRUSTED_PROXIES`` proxies the
+    address the outermost of them saw (X-Forwarded-For, counted from the right: entries to the
+    left of it are whatever the client chose to send)."""
+    proxies = settings.HILAPP_TRUSTED_PROXIES
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if proxies and forwarded:
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if hops:
+            return hops[-min(proxies, len(hops))][:64]
     return str(request.META.get("REMOTE_ADDR") or "unknown")[:64]
 
 

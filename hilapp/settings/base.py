@@ -383,6 +383,8 @@ HILAPP_LOGIN_FAILURES = env_int("HILAPP_LOGIN_FAILURES", 5, minimum=1)
 HILAPP_LOGIN_ADDRESS_FAILURES = env_int("HILAPP_LOGIN_ADDRESS_FAILURES", 20, minimum=1)
 HILAPP_TOKEN_FAILURES = env_int("HILAPP_TOKEN_FAILURES", 20, minimum=1)
 HILAPP_LOGIN_LOCKOUT_S = env_float("HILAPP_LOGIN_LOCKOUT_S", 900.0, minimum=1.0)
+# Proxies in front of the web processes that append to X-Forwarded-For (0: use REMOTE_ADDR).
+HILAPP_TRUSTED_PROXIES = env_int("HILAPP_TRUSTED_PROXIES", 0, minimum=0)
 
 
 def _env_rate(name: str, default: str) -> str:

@@ -94,3 +94,22 @@ def test_seed_demo_refuses_outside_the_embedded_mode(settings: Any) -> None:
     assert not get_user_model().objects.exists()
     call_command("seed_demo", "--force", stdout=StringIO())
     assert get_user_model().objects.get(username="expert1").check_password("expert1-demo")
+
+
+def test_behind_a_trusted_proxy_clients_are_told_apart(
+    make_user: Any, client: Any, settings: Any
+) -> None:
+    settings.HILAPP_TRUSTED_PROXIES = 1
+    make_user("bystander", "expert")
+    attacker = {"HTTP_X_FORWARDED_FOR": "203.0.113.9", "REMOTE_ADDR": "10.0.0.1"}
+    for n in range(settings.HILAPP_LOGIN_ADDRESS_FAILURES):
+        client.post("/accounts/login/", {"username": f"u{n}", "password": "x"}, **attacker)
+    assert (
+        client.post("/accounts/login/", {"username": "u", "password": "x"}, **attacker).status_code
+        == 429
+    )
+    bystander = {"HTTP_X_FORWARDED_FOR": "198.51.100.7", "REMOTE_ADDR": "10.0.0.1"}
+    response = client.post(
+        "/accounts/login/", {"username": "bystander", "password": "bystander-pw"}, **bystander
+    )
+    assert response.status_code == 302
