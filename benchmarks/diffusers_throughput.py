@@ -1,49 +1,47 @@
-"""Throughput of the GPU worker's pipelines: one request at a time vs batched by its batcher.
+"""Speed and closeness of the GPU worker's optimisation profiles (plain, lossless, fast).
 
-Builds the real Flux.1-dev and Qwen-Image-Edit architectures at full size (the published
-transformer / VAE / text-encoder dimensions, written below) with random weights directly on
-the GPU in bf16 (nothing is downloaded; tokenizers are trained here on a few sentences), then
-renders 1024x1024 images with 28 steps:
+Builds the real Flux.1-dev or Qwen-Image-Edit(-Plus) architecture at full size (the published
+transformer / VAE / text-encoder dimensions, written below) with random weights directly on the
+GPU in bf16 (nothing is downloaded; tokenizers are trained here on a few sentences), then, on
+those same weights, for each profile in turn (``synthesis.providers.diffusers_profiles``, the
+code the ``gpu`` worker runs): applies it, warms it up on the size (the compilation a worker
+does at start), and renders N images at 1024x1024 with 28 steps on fixed prompts and seeds.
 
-- *sequential*: N requests, one pipeline call each;
-- *batched*: N requests submitted at once from N threads through
-  ``synthesis.providers.gpu_batcher.MicroBatcher`` and ``run_pipeline_batch`` (the code the
-  ``gpu`` worker runs), merged into batches of up to ``--max-batch``.
+It prints s/image, images/s, the speed-up over plain, peak GPU memory, the time to get ready
+(profile + warm-up) and the PSNR of each profile's images against plain's. Random weights give
+noise images, but the arithmetic (and so the time) is that of the real models.
 
-It prints images/s, seconds per image and peak GPU memory for each. Random weights give noise
-images, but the arithmetic (and so the time) is that of the real models.
+    python benchmarks/diffusers_throughput.py --model flux       # plain, lossless, fast
+    python benchmarks/diffusers_throughput.py --model qwen --requests 2
+    python benchmarks/diffusers_throughput.py --model flux --restart --profiles fast
+        # a restarted worker: ready time with the compile cache the first run left on disk
+    python benchmarks/diffusers_throughput.py --tiny --profiles plain,lossless   # CPU check
 
-    python benchmarks/diffusers_throughput.py                 # both models, full size, CUDA
-    python benchmarks/diffusers_throughput.py --model flux --requests 4
-    python benchmarks/diffusers_throughput.py --tiny          # tiny configs, CPU, seconds
-
-Qwen-Image-Edit-Plus refuses batches (diffusers allows batch size 1 only), so the batched
-Qwen figure uses ``QwenImageEditPipeline`` (same transformer, VAE and text encoder; one input
-image per prompt); the sequential Qwen figure is given for both pipelines.
+Earlier figures for the micro-batcher (batching gains under 1% at 1024²) are in
+``benchmarks/results/diffusers_throughput_{flux,qwen}_h200.txt``.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import logging
+import math
+import os
 import sys
-import threading
 import time
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np
 import torch
 
-from synthesis.providers.gpu_batcher import (
-    FLUX,
-    QWEN_EDIT,
-    Job,
-    MicroBatcher,
-    run_pipeline_batch,
-)
+from synthesis.providers import diffusers_profiles as profiles
+from synthesis.providers.gpu_batcher import FLUX, QWEN_EDIT, Job, run_pipeline_batch
 
 CORPUS = [
     "a full body character on a plain white background, stylized illustration, clean lines",
@@ -343,83 +341,157 @@ def build_qwen(tiny: bool, device: str, dtype: torch.dtype, *, plus: bool) -> An
     return pipe.to(device=device, dtype=dtype)
 
 
-def measure(run: Callable[[], None], device: str) -> tuple[float, float]:
-    """Seconds for ``run`` and peak GPU memory (GiB) during it."""
+def measure(run: Callable[[], Any], device: str) -> tuple[float, float, Any]:
+    """Seconds for ``run``, peak GPU memory (GiB) during it, and what it returned."""
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    run()
+    result = run()
     if device == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-    return elapsed, peak
+    return elapsed, peak, result
 
 
-def bench(
-    name: str,
-    pipe: Any,
-    fam: str,
-    *,
-    plus: bool,
-    args: argparse.Namespace,
-    device: str,
-    batched: bool,
-) -> list[tuple[str, str, int, float, float]]:
+def psnr(image: Any, reference: Any) -> float:
+    """PSNR (dB) of one 8-bit RGB image against another; inf when they are identical."""
+    a = np.asarray(image, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    mse = float(np.mean((a - b) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+@dataclass
+class Row:
+    model: str
+    profile: str
+    images: int
+    seconds: float
+    peak_gib: float
+    ready_s: float  # profile applied + warm-up (compilation) before the first request
+    psnr_db: float
+    detail: str
+
+
+def jobs_for(fam: str, size: int, steps: int, n: int) -> list[Job]:
     from PIL import Image
 
-    size, steps = args.size, args.steps
     guidance = 3.5 if fam == FLUX else 4.0
-    source = Image.new("RGB", (size, size), (230, 120, 40))
-    inputs = [] if fam == FLUX else [source]
+    source = [] if fam == FLUX else [Image.new("RGB", (size, size), (230, 120, 40))]
+    return [
+        Job(f"{PROMPT} #{i}", list(source), size, size, steps, guidance, seed=i) for i in range(n)
+    ]
 
-    def job(i: int, n_steps: int = steps) -> Job:
-        return Job(f"{PROMPT} #{i}", list(inputs), size, size, n_steps, guidance, seed=i)
 
-    run_pipeline_batch(pipe, family=fam, plus=plus, jobs=[job(0, 2)])  # warm-up
-    rows = []
-    n = args.requests
+def bench_profiles(
+    name: str, pipe: Any, fam: str, *, plus: bool, args: argparse.Namespace, device: str
+) -> list[Row]:
+    """Every profile in turn on the same weights (each builds on the last one)."""
+    jobs = jobs_for(fam, args.size, args.steps, args.requests)
+    rows: list[Row] = []
+    reference: list[Any] = []
+    for profile in args.profiles:
+        torch._dynamo.reset()  # no graphs of the previous profile are reused
+        started = time.perf_counter()
+        try:
+            applied = profiles.apply_profile(pipe, fam, profile, compile_mode=args.compile_mode)
+            warm_s = profiles.warm_up_pipeline(
+                pipe,
+                fam,
+                plus=plus,
+                sizes=[(args.size, args.size)],
+                steps=2,
+                guidance=jobs[0].guidance,
+                on_shape=lambda key, s: print(f"   warmed {key} in {s:.1f}s", flush=True),
+            )
+        except Exception:  # later profiles build on this one: report and stop here
+            traceback.print_exc()
+            print(f"   {name} {profile}: FAILED (above); later profiles skipped", flush=True)
+            break
+        ready = time.perf_counter() - started
 
-    def sequential() -> None:
-        for i in range(n):
-            run_pipeline_batch(pipe, family=fam, plus=plus, jobs=[job(i)])
+        def render() -> list[Any]:
+            return [run_pipeline_batch(pipe, family=fam, plus=plus, jobs=[job])[0] for job in jobs]
 
-    elapsed, peak = measure(sequential, device)
-    rows.append((name, "sequential", 1, elapsed, peak))
-    if batched:
-        batcher = MicroBatcher(
-            lambda jobs: run_pipeline_batch(pipe, family=fam, plus=plus, jobs=jobs),
-            max_batch=args.max_batch,
-            max_wait_s=0.05,
-            name=name,
+        elapsed, peak, images = measure(render, device)
+        if profile == profiles.PLAIN or not reference:
+            reference = images
+        closeness = float(np.mean([psnr(a, b) for a, b in zip(images, reference, strict=True)]))
+        row = Row(name, profile, len(jobs), elapsed, peak, ready, closeness, applied.describe())
+        print(
+            f"   {name} {profile}: {elapsed / len(jobs):.2f} s/image, ready in {ready:.0f}s "
+            f"(warm-up {warm_s:.0f}s), peak {peak:.1f} GiB, PSNR {closeness:.1f} dB [{row.detail}]",
+            flush=True,
         )
-
-        def concurrent() -> None:
-            threads = [
-                threading.Thread(target=batcher.submit, args=((size, steps, len(inputs)), job(i)))
-                for i in range(n)
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-
-        elapsed, peak = measure(concurrent, device)
-        sizes = batcher.batch_sizes
-        rows.append((name, f"batched {sizes}", max(sizes), elapsed, peak))
+        rows.append(row)
+        if args.save_images:
+            for i, image in enumerate(images):
+                image.save(Path(args.save_images) / f"{fam}-{profile}-{i}.png")
     return rows
+
+
+def restart_check(args: argparse.Namespace, device: str, dtype: torch.dtype) -> None:
+    """A restarted worker: build or load the pipeline, apply the profile, warm up from the cache."""
+    fam = FLUX if args.model == "flux" else QWEN_EDIT
+    plus = fam == QWEN_EDIT
+    started = time.perf_counter()
+    if args.load_from:
+        import diffusers
+
+        cls = diffusers.FluxPipeline if fam == FLUX else diffusers.QwenImageEditPlusPipeline
+        pipe = cls.from_pretrained(args.load_from, local_files_only=True, torch_dtype=dtype)
+        pipe = pipe.to(device)
+        how = f"loaded from {args.load_from}"
+    else:
+        pipe = (
+            build_flux(False, device, dtype)
+            if fam == FLUX
+            else build_qwen(False, device, dtype, plus=True)
+        )
+        how = "built with random weights (loading from disk not counted)"
+    pipe.set_progress_bar_config(disable=True)
+    loaded = time.perf_counter() - started
+    for profile in args.profiles:
+        t0 = time.perf_counter()
+        profiles.apply_profile(pipe, fam, profile, compile_mode=args.compile_mode)
+        profiles.warm_up_pipeline(
+            pipe,
+            fam,
+            plus=plus,
+            sizes=[(args.size, args.size)],
+            steps=2,
+            guidance=3.5 if fam == FLUX else 4.0,
+        )
+        warm = time.perf_counter() - t0
+        total = time.perf_counter() - started
+        print(
+            f"restarted worker, {fam} {profile}: ready {total:.1f}s after start "
+            f"(pipeline {how} {loaded:.1f}s, profile + warm-up from the compile cache {warm:.1f}s)",
+            flush=True,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="tiny configs on the CPU (a check)")
-    parser.add_argument("--model", choices=["flux", "qwen", "all"], default="all")
-    parser.add_argument("--requests", type=int, default=4, help="images per measurement")
-    parser.add_argument("--max-batch", type=int, default=4)
+    parser.add_argument("--model", choices=["flux", "qwen"], default="flux")
+    parser.add_argument("--profiles", default="plain,lossless,fast")
+    parser.add_argument("--compile-mode", default="default", choices=profiles.COMPILE_MODES)
+    parser.add_argument("--requests", type=int, default=3, help="images per profile")
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=28)
+    parser.add_argument("--cache-dir", default="/tmp/inductor-cache", help="compile cache")
+    parser.add_argument("--save-images", default="", help="folder for the rendered PNGs")
+    parser.add_argument("--save-to", default="", help="save the pipeline here (for --restart)")
+    parser.add_argument(
+        "--restart", action="store_true", help="time a restarted worker's readiness instead"
+    )
+    parser.add_argument("--load-from", default="", help="with --restart: load from this folder")
     args = parser.parse_args()
+    args.profiles = [profiles.check_profile(p) for p in args.profiles.split(",")]
+    profiles.use_compile_cache(args.cache_dir)
     if args.tiny:
         args.size, args.steps = min(args.size, 64), min(args.steps, 2)
         device, dtype = "cpu", torch.float32
@@ -427,47 +499,53 @@ def main() -> None:
         if not torch.cuda.is_available():
             sys.exit("no CUDA device: run with --tiny for a CPU check")
         device, dtype = "cuda", torch.bfloat16
+    logging.basicConfig(level=logging.INFO, format="   %(name)s: %(message)s")
+    logging.getLogger("torch").setLevel(logging.WARNING)
     torch.manual_seed(0)
     # Build the random-weight models directly in the target dtype: a 20B transformer in float32
     # would need twice the memory only to be cast down afterwards.
     torch.set_default_dtype(dtype)
     gpu_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     print(
-        f"torch {torch.__version__}, device {gpu_name}, "
-        f"{args.size}x{args.size}, {args.steps} steps, {args.requests} requests, "
-        f"max batch {args.max_batch}",
+        f"torch {torch.__version__}, device {gpu_name}, {args.size}x{args.size}, "
+        f"{args.steps} steps, {args.requests} images per profile, compile mode "
+        f"{args.compile_mode}, cache {os.environ['TORCHINDUCTOR_CACHE_DIR']}",
         flush=True,
     )
-    rows: list[tuple[str, str, int, float, float]] = []
-    plan = []
-    if args.model in ("flux", "all"):
-        plan.append(("flux.1-dev", FLUX, False, True))
-    if args.model in ("qwen", "all"):
-        plan.append(("qwen-image-edit-plus", QWEN_EDIT, True, False))
-        plan.append(("qwen-image-edit", QWEN_EDIT, False, True))
-    for name, fam, plus, batched in plan:
-        started = time.perf_counter()
-        if fam == FLUX:
-            pipe = build_flux(args.tiny, device, dtype)
-        else:
-            pipe = build_qwen(args.tiny, device, dtype, plus=plus)
-        pipe.set_progress_bar_config(disable=True)
-        params = sum(p.numel() for p in pipe.transformer.parameters()) / 1e9
-        print(f"{name}: built in {time.perf_counter() - started:.0f}s, transformer {params:.2f}B")
-        new = bench(name, pipe, fam, plus=plus, args=args, device=device, batched=batched)
-        rows += new
-        del pipe
-        gc.collect()
-        if device == "cuda":
-            torch.cuda.empty_cache()
-        for row in new:
-            print("  ", row, flush=True)
+    if args.restart:
+        restart_check(args, device, dtype)
+        return
+    started = time.perf_counter()
+    if args.model == "flux":
+        name, fam, plus = "flux.1-dev", FLUX, False
+        pipe = build_flux(args.tiny, device, dtype)
+    else:
+        name, fam, plus = "qwen-image-edit-plus", QWEN_EDIT, True
+        pipe = build_qwen(args.tiny, device, dtype, plus=True)
+    pipe.set_progress_bar_config(disable=True)
+    params = sum(p.numel() for p in pipe.transformer.parameters()) / 1e9
+    print(f"{name}: built in {time.perf_counter() - started:.0f}s, transformer {params:.2f}B")
+    if args.save_to:
+        t0 = time.perf_counter()
+        pipe.save_pretrained(args.save_to)
+        print(f"saved to {args.save_to} in {time.perf_counter() - t0:.0f}s", flush=True)
+    rows = bench_profiles(name, pipe, fam, plus=plus, args=args, device=device)
 
+    base = next((r for r in rows if r.profile == profiles.PLAIN), rows[0])
     print()
-    print(f"{'model':<22} {'mode':<22} {'images/s':>9} {'s/image':>8} {'peak GiB':>9}")
-    for name, mode, _, elapsed, peak in rows:
-        rate = args.requests / elapsed
-        print(f"{name:<22} {mode:<22} {rate:>9.3f} {elapsed / args.requests:>8.2f} {peak:>9.1f}")
+    print(
+        f"{'model':<21} {'profile':<9} {'s/image':>8} {'images/s':>9} {'speed-up':>9} "
+        f"{'peak GiB':>9} {'ready s':>8} {'PSNR dB':>8}"
+    )
+    for r in rows:
+        rate = r.images / r.seconds
+        speedup = rate / (base.images / base.seconds)
+        print(
+            f"{r.model:<21} {r.profile:<9} {r.seconds / r.images:>8.2f} {rate:>9.3f} "
+            f"{speedup:>8.2f}x {r.peak_gib:>9.1f} {r.ready_s:>8.0f} {r.psnr_db:>8.1f}"
+        )
+    print("ready s: profile applied + warm-up (compilation) before the first request")
+    print("PSNR: mean over the images, against plain's images from the same weights and seeds")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hilapp.settings.base")
 
@@ -25,3 +26,11 @@ def _schedule_reconciler(sender: Celery, **_: object) -> None:
         sender.signature("review.tasks.expire_leases"),
         name="return expired review leases",
     )
+
+
+@worker_init.connect
+def _warm_up_gpu_pipelines(sender: object, **_: object) -> None:
+    # A gpu worker compiles its pipelines before it consumes (synthesis/providers/diffusers_worker).
+    from synthesis.providers.diffusers_worker import warm_up_if_gpu_worker
+
+    warm_up_if_gpu_worker(sender)

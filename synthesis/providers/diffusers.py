@@ -11,6 +11,11 @@
   batches larger than one (a diffusers limitation), so Plus edits run one at a time.
 - Each request's noise comes from its ``seed_key`` and try number, so a retry renders anew and
   a rerun renders the same.
+- ``DIFFUSERS_PROFILE`` picks the worker's optimisation profile (``plain``, ``lossless``,
+  ``fast``: ``diffusers_profiles``). Compiled profiles run one image at a time (the GPU is full
+  at batch 1, and every batch size would be one more compiled shape), are warmed up on
+  ``DIFFUSERS_WARMUP_SIZES`` before a gpu worker consumes (``warm_up_configured``, called from
+  the worker's start), and log a warning and count each call whose shape was not warmed.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import hashlib
 import io
 import logging
 import threading
+import time
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +33,7 @@ from typing import Any
 from django.conf import settings
 
 from hilapp.imaging import to_png
+from synthesis.providers import diffusers_profiles as profiles
 from synthesis.providers.base import (
     ErrorKind,
     ImageModel,
@@ -68,6 +75,8 @@ class Loaded:
     plus: bool
     device: str
     batcher: MicroBatcher
+    applied: profiles.Applied
+    warmed: profiles.WarmedShapes
 
 
 _loaded: dict[tuple[str, str], Loaded] = {}
@@ -128,8 +137,9 @@ def load(fam: str, path: str) -> Loaded:
         device = "cuda" if cuda else "cpu"
         pipe = pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
-        max_batch = 1 if plus else int(settings.DIFFUSERS_MAX_BATCH)
-        loaded = Loaded(pipe, fam, plus, device, None)  # type: ignore[arg-type]
+        applied = _apply_configured_profile(pipe, fam)
+        max_batch = 1 if plus or applied.compiled else int(settings.DIFFUSERS_MAX_BATCH)
+        loaded = Loaded(pipe, fam, plus, device, None, applied, profiles.WarmedShapes())  # type: ignore[arg-type]
         loaded.batcher = MicroBatcher(
             lambda jobs: _run_batch(loaded, jobs),
             max_batch=max_batch,
@@ -138,6 +148,82 @@ def load(fam: str, path: str) -> Loaded:
         )
         _loaded[(fam, path)] = loaded
         return loaded
+
+
+def _apply_configured_profile(pipe: Any, fam: str) -> profiles.Applied:
+    profile = settings.DIFFUSERS_PROFILE
+    if profile != profiles.PLAIN:
+        profiles.use_compile_cache(settings.DIFFUSERS_COMPILE_CACHE_DIR)
+    try:
+        return profiles.apply_profile(
+            pipe, fam, profile, compile_mode=settings.DIFFUSERS_COMPILE_MODE
+        )
+    except profiles.ProfileError as exc:
+        raise ProviderError(
+            f"DIFFUSERS_PROFILE={profile}: {exc}", kind=ErrorKind.UNAVAILABLE, permanent=True
+        ) from exc
+
+
+def warmup_sizes() -> list[tuple[int, int]]:
+    """``DIFFUSERS_WARMUP_SIZES`` as (width, height) pairs; a clear error for a bad entry."""
+    sizes = []
+    for entry in settings.DIFFUSERS_WARMUP_SIZES:
+        width, _, height = entry.lower().partition("x")
+        if not (width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+            raise ProviderError(
+                f"DIFFUSERS_WARMUP_SIZES entry {entry!r}: expected WIDTHxHEIGHT, e.g. 1024x1024",
+                kind=ErrorKind.BAD_REQUEST,
+                permanent=True,
+            )
+        sizes.append((int(width), int(height)))
+    return sizes
+
+
+def warmup_edit_inputs() -> list[int]:
+    counts = []
+    for entry in settings.DIFFUSERS_WARMUP_EDIT_INPUTS:
+        if not entry.isdigit() or not 1 <= int(entry) <= PLUS_MAX_INPUTS:
+            raise ProviderError(
+                f"DIFFUSERS_WARMUP_EDIT_INPUTS entry {entry!r}: expected 1 to {PLUS_MAX_INPUTS}",
+                kind=ErrorKind.BAD_REQUEST,
+                permanent=True,
+            )
+        counts.append(int(entry))
+    return counts
+
+
+def warm_up_configured() -> dict[str, float]:
+    """Load every configured pipeline, apply the profile and compile the configured shapes.
+
+    Called once at gpu worker start, before it consumes. Returns seconds per family (load,
+    profile and warm-up). Under ``plain`` nothing is compiled, so only the loading is done here.
+    """
+    done: dict[str, float] = {}
+    sizes, counts = warmup_sizes(), warmup_edit_inputs()
+    for fam, path in (
+        (FLUX, settings.DIFFUSERS_FLUX_PATH),
+        (QWEN_EDIT, settings.DIFFUSERS_QWEN_EDIT_PATH),
+    ):
+        if not path:
+            continue
+        started = time.perf_counter()
+        loaded = load(fam, _weights_path(fam, {}))
+        if loaded.applied.compiled:
+            profiles.warm_up_pipeline(
+                loaded.pipe,
+                fam,
+                plus=loaded.plus,
+                sizes=sizes,
+                edit_inputs=counts if loaded.plus else [1],
+                guidance=DEFAULT_GUIDANCE[fam],
+                on_shape=lambda key, seconds, fam=fam: log.info(  # type: ignore[misc]
+                    "diffusers %s: warmed shape %s in %.1fs", fam, key, seconds
+                ),
+                warmed=loaded.warmed,
+            )
+        done[fam] = time.perf_counter() - started
+        log.info("diffusers %s ready in %.1fs (%s)", fam, done[fam], loaded.applied.describe())
+    return done
 
 
 def unload_all() -> None:
@@ -152,7 +238,21 @@ def _seed(request: ImageRequest) -> int:
 
 
 def _run_batch(loaded: Loaded, jobs: Sequence[Job]) -> list[bytes]:
+    first = jobs[0]
+    unwarmed = loaded.applied.compiled and loaded.warmed.check(
+        profiles.shape_key(loaded.family, loaded.plus, first.width, first.height, first.images),
+        f"diffusers {loaded.family} ({loaded.applied.profile})",
+    )
+    started = time.perf_counter()
     images = run_pipeline_batch(loaded.pipe, family=loaded.family, plus=loaded.plus, jobs=jobs)
+    if unwarmed:
+        log.warning(
+            "diffusers %s: the call that compiled %dx%d took %.1fs",
+            loaded.family,
+            first.width,
+            first.height,
+            time.perf_counter() - started,
+        )
     return [to_png(image) for image in images]
 
 
