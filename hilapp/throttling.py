@@ -53,8 +53,9 @@ class RoleRateThrottle(SimpleRateThrottle):
     scope = "role"
 
     def __init__(self) -> None:  # the rate depends on the request: chosen in allow_request
-        self.rate = None
-        self.num_requests = self.duration = None
+        self.rate: str | None = None
+        self.num_requests: int | None = None
+        self.duration: int | None = None
 
     def allow_request(self, request: Any, view: Any) -> bool:
         self.scope = role_of(request.user)

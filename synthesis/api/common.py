@@ -82,7 +82,7 @@ class WholeNumberField(serializers.IntegerField):
 
 
 @extend_schema_field(OpenApiTypes.DECIMAL)
-class BudgetField(serializers.Field):  # type: ignore[type-arg]
+class BudgetField(serializers.Field):
     """USD as a decimal string (a JSON number is accepted too); the launch rules apply: finite,
     positive once rounded to 4 places, below the column's limit."""
 
