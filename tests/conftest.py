@@ -230,3 +230,13 @@ def local_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _forget_lockouts_and_throttles() -> Iterator[None]:
+    """Each test starts with no lockout or throttle counts left by another test."""
+    yield
+    from hilapp.lockouts import lockouts_clear_all
+
+    with contextlib.suppress(Exception):  # a test without the cache configured
+        lockouts_clear_all()
