@@ -54,7 +54,8 @@ def small_runs(settings: Any) -> Iterator[None]:
 def request(text: str = PROMPT.text, **kwargs: Any) -> ImageRequest:
     prompt = RenderedPrompt(name=PROMPT.name, version=PROMPT.version, text=text)
     kwargs.setdefault("role", Role.CHARACTER_RENDERER)
-    return ImageRequest(prompt=prompt, size=(32, 32), **kwargs)
+    kwargs.setdefault("size", (32, 32))
+    return ImageRequest(prompt=prompt, **kwargs)
 
 
 def size_of(data: bytes) -> tuple[int, int]:
@@ -163,3 +164,193 @@ def test_missing_weights_are_unavailable_without_retry(
     with pytest.raises(ProviderError) as caught:
         registry.image_model(FLUX).generate(request())
     assert "model_index.json" in str(caught.value)
+
+
+# --- Optimisation profiles (issue 16): the tiny pipelines under lossless and fast on the CPU ---
+
+
+def psnr(a: bytes, b: bytes) -> float:
+    import numpy as np
+
+    x = np.asarray(Image.open(io.BytesIO(a)), dtype=np.float64)
+    y = np.asarray(Image.open(io.BytesIO(b)), dtype=np.float64)
+    mse = float(np.mean((x - y) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.fixture
+def compiled(settings: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Compiled profiles with a compile cache of the test session; dynamo forgets after."""
+    import torch
+
+    settings.DIFFUSERS_COMPILE_CACHE_DIR = str(tmp_path_factory.getbasetemp() / "inductor")
+    settings.DIFFUSERS_WARMUP_SIZES = ["32x32"]
+    settings.DIFFUSERS_WARMUP_EDIT_INPUTS = ["1"]
+    yield
+    torch._dynamo.reset()
+
+
+def plain_image(model: Any, req: ImageRequest, settings: Any) -> bytes:
+    settings.DIFFUSERS_PROFILE = "plain"
+    image = model.generate(req).image
+    adapter.unload_all()
+    return image
+
+
+@pytest.mark.parametrize("profile", ["lossless", "fast"])
+def test_flux_profile_compiles_at_warm_up_and_stays_close_to_plain(
+    profile: str, flux_path: Path, settings: Any, compiled: None, caplog: Any
+) -> None:
+    settings.DIFFUSERS_FLUX_PATH = str(flux_path)
+    model = registry.image_model(FLUX)
+    plain = plain_image(model, request(seed_key="p:1"), settings)
+    settings.DIFFUSERS_PROFILE = profile
+
+    ready = adapter.warm_up_configured()
+
+    assert list(ready) == [adapter.FLUX]
+    loaded = adapter.load(adapter.FLUX, str(flux_path))
+    applied = loaded.applied
+    assert (applied.profile, applied.compiled, applied.fused_qkv) == (profile, True, True)
+    assert (applied.float8_layers > 0) == (profile == "fast")
+    assert loaded.warmed.keys == {(32, 32)} and loaded.batcher.max_batch == 1
+    image = model.generate(request(seed_key="p:1")).image
+    assert size_of(image) == (32, 32) and loaded.warmed.unwarmed_calls == 0
+    assert psnr(image, plain) > (40 if profile == "lossless" else 25)
+    if profile == "fast":
+        return
+    # A size that was not warmed up is compiled on the spot, with a warning, and counted.
+    with caplog.at_level("WARNING", logger="synthesis.providers"):
+        other = model.generate(request(seed_key="p:2", size=(48, 48))).image
+    assert size_of(other) == (48, 48) and loaded.warmed.unwarmed_calls == 1
+    assert "(48, 48) was not warmed up" in caplog.text
+    model.generate(request(seed_key="p:3", size=(48, 48)))  # reported once per shape
+    assert loaded.warmed.unwarmed_calls == 1
+
+
+@pytest.mark.parametrize("profile", ["lossless", "fast"])
+def test_qwen_edit_profile_compiles_at_warm_up_and_stays_close_to_plain(
+    profile: str,
+    qwen_path: Path,
+    settings: Any,
+    compiled: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit_plus as plus
+
+    from tests.providers.tiny_pipelines import qwen_processor_without_video
+
+    monkeypatch.setattr(plus, "VAE_IMAGE_SIZE", 32 * 32)  # as above: small on two CPU cores
+    monkeypatch.setattr(plus, "CONDITION_IMAGE_SIZE", 56 * 56)
+    settings.DIFFUSERS_QWEN_EDIT_PATH = str(qwen_path)
+    model = registry.image_model(QWEN)
+    edit = request("raise both arms", role=Role.REFERENCE_EDITOR, images=(png(32, 32),))
+    with qwen_processor_without_video():
+        plain = plain_image(model, edit, settings)
+        settings.DIFFUSERS_PROFILE = profile
+        adapter.warm_up_configured()
+        loaded = adapter.load(adapter.QWEN_EDIT, str(qwen_path))
+        image = model.generate(edit).image
+
+    assert loaded.applied.compiled and loaded.applied.fused_qkv
+    assert (loaded.applied.float8_layers > 0) == (profile == "fast")
+    assert loaded.warmed.keys == {(32, 32, ((32, 32),))} and loaded.warmed.unwarmed_calls == 0
+    assert size_of(image) == (32, 32)
+    assert psnr(image, plain) > (40 if profile == "lossless" else 25)
+
+
+def test_fast_profile_is_refused_where_float8_is_missing(
+    flux_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthesis.providers import diffusers_profiles
+
+    monkeypatch.setattr(diffusers_profiles, "float8_supported", lambda: False)
+    settings.DIFFUSERS_FLUX_PATH = str(flux_path)
+    settings.DIFFUSERS_PROFILE = "fast"
+    with pytest.raises(ProviderError) as caught:
+        adapter.load(adapter.FLUX, str(flux_path))
+    assert caught.value.kind == ErrorKind.UNAVAILABLE and caught.value.permanent
+    assert "float8" in str(caught.value) and "lossless" in str(caught.value)
+
+
+def fake_worker(*queues: str) -> Any:
+    from types import SimpleNamespace
+
+    consume_from = dict.fromkeys(queues)
+    return SimpleNamespace(
+        app=SimpleNamespace(amqp=SimpleNamespace(queues=SimpleNamespace(consume_from=consume_from)))
+    )
+
+
+def test_gpu_worker_start_stops_on_a_bad_warm_up_and_other_workers_skip_it(
+    flux_path: Path, settings: Any
+) -> None:
+    from synthesis.providers.diffusers_worker import warm_up_if_gpu_worker
+
+    settings.DIFFUSERS_FLUX_PATH = str(flux_path)
+    settings.DIFFUSERS_WARMUP_SIZES = ["huge"]
+    warm_up_if_gpu_worker(fake_worker("celery", "api"))  # not a gpu worker: nothing loaded
+    assert adapter._loaded == {}
+    with pytest.raises(SystemExit) as caught:
+        warm_up_if_gpu_worker(fake_worker("gpu"))
+    assert "DIFFUSERS_WARMUP_SIZES entry 'huge'" in str(caught.value)
+
+
+@pytest.mark.worker
+@pytest.mark.redis
+def test_real_gpu_worker_consumes_only_after_its_warm_up(
+    flux_path: Path, celery_workers: Any, tmp_path: Path
+) -> None:
+    """A gpu worker with a compiled profile leaves the queue alone until its warm-up is done."""
+    import subprocess
+    import sys
+    import time
+
+    import redis
+
+    from hilapp.celery import app
+    from tests.conftest import ROOT, wait_until
+
+    app.send_task("tests.probe_not_a_task", queue="gpu")  # waiting before the worker starts
+    broker = redis.Redis.from_url(celery_workers.env["CELERY_BROKER_URL"])
+    assert broker.llen("gpu") == 1
+    env = dict(
+        celery_workers.env,
+        DIFFUSERS_FLUX_PATH=str(flux_path),
+        DIFFUSERS_PROFILE="lossless",
+        DIFFUSERS_WARMUP_SIZES="32x32",
+        DIFFUSERS_STEPS="2",
+        DIFFUSERS_COMPILE_CACHE_DIR=str(tmp_path / "inductor"),  # empty: a full compile
+    )
+    for inherited in ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):  # set by tests before
+        env.pop(inherited, None)
+    log_path = tmp_path / "gpu-worker.log"
+    with open(log_path, "wb") as log:
+        command = [sys.executable, "-m", "celery", "-A", "hilapp", "worker", "-Q", "gpu"]
+        command += ["--pool", "threads", "--concurrency", "2", "--loglevel", "INFO"]
+        command += ["-n", "gpu0@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    celery_workers.procs.append(proc)  # stopped by the fixture
+
+    def text() -> str:
+        return log_path.read_text(errors="replace")
+
+    wait_until(lambda: "warming up" in text(), timeout=120, message="the warm-up to start")
+    polls = 0
+    while "warm-up finished" not in text():
+        assert proc.poll() is None, text()
+        assert broker.llen("gpu") == 1, "consumed during the warm-up:\n" + text()
+        polls += 1
+        time.sleep(0.5)
+    assert polls >= 4, "the warm-up was too short to observe"  # compiling takes seconds
+    wait_until(lambda: broker.llen("gpu") == 0, timeout=60, message="the probe to be consumed")
+    log_text = text()
+    assert log_text.index("warm-up finished") < log_text.index("ready.")
+    assert "flux ready in" in log_text and "lossless: compile(default)" in log_text
