@@ -214,6 +214,18 @@ def gate_send(policy: GatePolicy, subject_id: int, *, queue: str | None = None) 
     dispatch.gate(policy.kind, subject_id, queue=queue or gate_queue(policy, subject_id))
 
 
+def gate_start(
+    policy: GatePolicy, subject: Any, *, number: int, round_: int, plan: Retry
+) -> GateAttempt | None:
+    """Open attempt ``number`` of a loaded subject and send its first step to the queue of its
+    producer (no reload: the hot path of every unit). None if a racer opened it (and sends it)."""
+    attempt = attempt_open(policy, subject.pk, number=number, round_=round_, plan=plan)
+    if attempt is not None:
+        queue = queue_of(policy.produce_call(subject, attempt))
+        dispatch.gate(policy.kind, subject.pk, queue=queue)
+    return attempt
+
+
 def _moved_elsewhere(
     policy: GatePolicy, subject: Any, call: PlannedCall | None, here: str | None
 ) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from django.db import models, transaction
@@ -14,6 +15,7 @@ class IllegalTransition(ValueError):
     pass
 
 
+@cache
 def _status_type(model: type[models.Model], field_name: str) -> type[models.TextChoices]:
     field = model._meta.get_field(field_name)
     choices = {value for value, _ in field.choices or ()}  # type: ignore[union-attr]
@@ -23,6 +25,7 @@ def _status_type(model: type[models.Model], field_name: str) -> type[models.Text
     raise LookupError(f"{model.__name__}.{field_name} has no transition map")
 
 
+@cache
 def _has_field(model: type[models.Model], name: str) -> bool:
     return any(f.name == name for f in model._meta.concrete_fields)
 
@@ -49,7 +52,9 @@ def transition(
         raise IllegalTransition(f"{model.__name__} cannot go from '{old}' to '{new}'")
     if reason and "reason" not in updates and _has_field(model, "reason"):
         updates["reason"] = reason
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction: if the audit row failed, the caller's whole
+    # transaction fails with it; alone, this is its own transaction.
+    with transaction.atomic(savepoint=False):
         changed = model._default_manager.filter(pk=pk, **{field: old}).update(
             **{field: new}, **updates
         )

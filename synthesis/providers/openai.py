@@ -13,6 +13,7 @@ import io
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import openai
@@ -108,6 +109,7 @@ def _mapped_errors() -> Iterator[None]:
         raise ProviderError(f"OpenAI SDK failed: {exc!r}", kind=ErrorKind.CONNECTION) from exc
 
 
+@lru_cache(maxsize=64)
 def _response_format(schema: type[BaseModel]) -> dict[str, Any]:
     try:
         from openai.lib._pydantic import to_strict_json_schema

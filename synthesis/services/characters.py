@@ -23,9 +23,8 @@ from synthesis.gate import (
     Judgement,
     Produced,
     Retry,
-    attempt_open,
     attempt_prompt,
-    gate_send,
+    gate_start,
 )
 from synthesis.models import Batch, Character, GateAttempt
 from synthesis.prompts import render_prompt
@@ -38,12 +37,9 @@ from synthesis.providers.calls import (
     queue_of,
 )
 from synthesis.schemas import CharacterConcept
-from synthesis.services.batches import (
-    LaunchError,
-    batch_accepts_work,
-    clean_launch,
-)
+from synthesis.services.batches import batch_accepts_work
 from synthesis.services.judging import viescore_first_key, viescore_judge
+from synthesis.services.launch_params import LaunchError, clean_launch
 from synthesis.states import (
     AttemptAction,
     AttemptKind,
@@ -210,14 +206,13 @@ def character_draft(*, character_id: int, here: str | None = None) -> bool:
             planner_model=call.model_label,
         )
         if moved:
-            attempt_open(
+            gate_start(
                 CHARACTER_GATE,
-                character.pk,
+                character,
                 number=1,
                 round_=1,
                 plan=Retry(action=AttemptAction.INITIAL, prompt=render),
             )
-            gate_send(CHARACTER_GATE, character.pk)
     return moved
 
 

@@ -20,10 +20,9 @@ from synthesis.gate import (
     Produced,
     Retry,
     attempt_next_number,
-    attempt_open,
     attempt_prompt,
     attempts_of,
-    gate_send,
+    gate_start,
 )
 from synthesis.models import Frame, FrameCharacter, GateAttempt
 from synthesis.prompts import RenderedPrompt
@@ -199,14 +198,14 @@ def frame_references_advance(*, frame_id: int) -> bool:
                 new=ReferenceStatus.EDITING,
                 reason="reference sub-loop starts",
             ):
-                attempt_open(
+                fc.frame = frame  # loaded with its story and batches: no lazy loads below
+                gate_start(
                     REFERENCE_GATE,
-                    fc.pk,
+                    fc,
                     number=attempt_next_number(REFERENCE_GATE, fc.pk),
                     round_=fc.round,
                     plan=Retry(action=AttemptAction.INITIAL, prompt=reference_prompt(fc)),
                 )
-                gate_send(REFERENCE_GATE, fc.pk)
     if not all(fc.reference_status == ReferenceStatus.APPROVED for fc in cast):
         return False
     with transaction.atomic():
@@ -219,12 +218,11 @@ def frame_references_advance(*, frame_id: int) -> bool:
         )
         if moved:
             action = AttemptAction.INITIAL if frame.round == 1 else AttemptAction.HV3_REGENERATE
-            attempt_open(
+            gate_start(
                 FRAME_GATE,
-                frame.pk,
+                frame,
                 number=attempt_next_number(FRAME_GATE, frame.pk),
                 round_=frame.round,
                 plan=Retry(action=action, prompt=frame_prompt(frame, cast)),
             )
-            gate_send(FRAME_GATE, frame.pk)
     return moved

@@ -416,7 +416,7 @@ def _export_from_admin_page(browser: Any, base: str, admin_api: Api) -> list[byt
     page = _session_page(browser, base, "admin")
     try:
         page.goto(f"{base}/synthesis/exports/")
-        page.click("button[type=submit]")
+        page.click("#export")
         page.wait_for_load_state("networkidle")
     finally:
         page.close()
