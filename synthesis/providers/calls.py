@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -53,6 +54,10 @@ class CallContext:
     seed: int = 0
     role_overrides: dict[str, str] = field(default_factory=dict)
     provider_options: dict[str, Any] = field(default_factory=dict)
+    # Whether the batch had a budget when the step loaded it. Without one a call skips the
+    # budget lock (one INSERT instead of a locked read and a transaction). A budget is only
+    # ever set on a paused batch (resume), so at most steps already in flight miss it.
+    budgeted: bool = True
 
     @classmethod
     def for_batch(
@@ -66,6 +71,7 @@ class CallContext:
             seed=batch.seed,
             role_overrides=dict(params.get("roles") or {}),
             provider_options={"sim": {**(params.get("sim") or {}), "seed": batch.seed}},
+            budgeted=batch.budget_usd is not None,
         )
 
 
@@ -231,8 +237,8 @@ def _start(entry: RouteEntry, request: Any, ctx: CallContext, *, images_out: int
         "images": [sha256_hex(image) for image in request.images],
     }
     try:
-        with transaction.atomic():
-            if ctx.batch_id is not None:
+        with transaction.atomic() if ctx.budgeted else nullcontext():
+            if ctx.batch_id is not None and ctx.budgeted:
                 _reserve_budget(ctx.batch_id, estimate)
             return ModelCall.objects.create(
                 batch_id=ctx.batch_id,

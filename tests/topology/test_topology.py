@@ -431,7 +431,7 @@ def _export_from_admin_page(browser: Any, base: str, admin_api: Api) -> list[byt
     job = admin_api.call("GET", f"/api/v1/exports/{jobs[0]['id']}/")
     shards = []
     for item in job["files"]:
-        if item["name"].endswith(".tar"):
+        if item["name"].startswith("webdataset/") and "/frames-" in item["name"]:
             with urllib.request.urlopen(item["url"], timeout=60) as response:
                 shards.append(response.read())
     assert shards, job
@@ -439,7 +439,7 @@ def _export_from_admin_page(browser: Any, base: str, admin_api: Api) -> list[byt
 
 
 def _read_back(shards: list[bytes], approved: int, folder: Path) -> None:
-    """The downloaded shards are a WebDataset with one sample per approved frame."""
+    """The downloaded frame shards are a WebDataset with one sample per approved frame."""
     import webdataset as wds
 
     paths = []
