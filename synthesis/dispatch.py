@@ -20,11 +20,18 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
+from synthesis.models import Character, Frame, FrameCharacter, Story
 from synthesis.providers.queues import DEFAULT_QUEUE
 from synthesis.states import AttemptKind
 
+# Tasks are named, not imported: ``synthesis.tasks`` imports the services, and the services
+# send their next steps through this module, so importing the tasks here would close a circle.
+# ``tests/synthesis/test_pipeline_doc.py`` checks that every name is a registered task.
 GATE_TASK = "synthesis.tasks.gate_advance"
 DRAFT_TASK = "synthesis.tasks.character_draft"
+STORY_SCRIPT_TASK = "synthesis.tasks.story_script"
+FRAME_REFERENCES_TASK = "synthesis.tasks.frame_references"
+STORY_CHECK_TASK = "synthesis.tasks.story_check"
 
 
 def lease_deadline() -> timedelta:
@@ -49,8 +56,6 @@ def send_step(task: str, args: list[object], *, queue: str) -> None:
 
 
 def subject_model(kind: AttemptKind) -> type[models.Model]:
-    from synthesis.models import Character, Frame, FrameCharacter
-
     return {
         AttemptKind.CHARACTER: Character,
         AttemptKind.REFERENCE: FrameCharacter,
@@ -65,30 +70,17 @@ def gate(kind: AttemptKind, subject_id: int, *, queue: str) -> None:
 
 
 def character_draft(character_id: int, *, queue: str) -> None:
-    from synthesis.models import Character
-
     touch_lease(Character, [character_id])
     send_step(DRAFT_TASK, [character_id], queue=queue)
 
 
-# --- Phase II / III ------------------------------------------------------------------------------
-
-STORY_SCRIPT_TASK = "synthesis.tasks.story_script"
-FRAME_REFERENCES_TASK = "synthesis.tasks.frame_references"
-STORY_CHECK_TASK = "synthesis.tasks.story_check"
-
-
 def story_script(story_id: int, *, queue: str) -> None:
-    from synthesis.models import Story
-
     touch_lease(Story, [story_id])
     send_step(STORY_SCRIPT_TASK, [story_id], queue=queue)
 
 
 def frame_references(frame_ids: list[int]) -> None:
     """Start a frame's pending references, or move it on once they are all approved."""
-    from synthesis.models import Frame
-
     touch_lease(Frame, frame_ids)
     for pk in frame_ids:
         send_on_commit(FRAME_REFERENCES_TASK, [pk])
@@ -96,4 +88,5 @@ def frame_references(frame_ids: list[int]) -> None:
 
 def story_check(story_id: int) -> None:
     """Is every frame of the story approved or discarded? (runs after the commit that may say so)"""
+    touch_lease(Story, [story_id])
     send_on_commit(STORY_CHECK_TASK, [story_id])

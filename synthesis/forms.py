@@ -13,7 +13,7 @@ from django import forms
 
 from synthesis.export.options import DEFAULT_SHARD_MAX_BYTES, FORMATS
 from synthesis.providers.sim import FAULTS, SimConfigError, parse_fault_spec
-from synthesis.services.batches import LaunchError
+from synthesis.services.launch_params import LaunchError
 from synthesis.states import BatchKind
 
 

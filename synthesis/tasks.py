@@ -10,9 +10,12 @@ import logging
 
 from celery import Task, shared_task
 
+from synthesis.export.jobs import export_job_run
 from synthesis.gate import gate_run
 from synthesis.gate_policies import policy_for
 from synthesis.providers.base import ErrorKind, ProviderError
+from synthesis.services import characters, references, stories
+from synthesis.services.reconcile import reconcile_stuck_work
 from synthesis.states import AttemptKind
 
 log = logging.getLogger(__name__)
@@ -37,10 +40,8 @@ def _retry_transient(task: Task, exc: ProviderError) -> None:
 
 @shared_task(bind=True, name="synthesis.tasks.character_draft")
 def character_draft(self: Task, character_id: int, queue: str | None = None) -> None:
-    from synthesis.services.characters import character_draft as draft
-
     try:
-        draft(character_id=character_id, here=queue)
+        characters.character_draft(character_id=character_id, here=queue)
     except ProviderError as exc:
         _retry_transient(self, exc)
 
@@ -56,41 +57,31 @@ def gate_advance(self: Task, kind: str, subject_id: int, queue: str | None = Non
 
 @shared_task(name="synthesis.tasks.reconcile")
 def reconcile() -> dict[str, int]:
-    from synthesis.services.reconcile import reconcile_stuck_work
-
     return reconcile_stuck_work()
 
 
 @shared_task(bind=True, name="synthesis.tasks.story_script")
 def story_script(self: Task, story_id: int, queue: str | None = None) -> None:
-    from synthesis.services.stories import story_script as script
-
     try:
-        script(story_id=story_id, here=queue)
+        stories.story_script(story_id=story_id, here=queue)
     except ProviderError as exc:
         _retry_transient(self, exc)
 
 
 @shared_task(bind=True, name="synthesis.tasks.frame_references")
 def frame_references(self: Task, frame_id: int) -> None:
-    from synthesis.services.references import frame_references_advance
-
     try:
-        frame_references_advance(frame_id=frame_id)
+        references.frame_references_advance(frame_id=frame_id)
     except ProviderError as exc:
         _retry_transient(self, exc)
 
 
 @shared_task(name="synthesis.tasks.story_check")
 def story_check(story_id: int) -> None:
-    from synthesis.services.stories import story_check_complete
-
-    story_check_complete(story_id=story_id)
+    stories.story_check_complete(story_id=story_id)
 
 
 @shared_task(name="synthesis.tasks.export_run")
 def export_run(job_id: int) -> None:
     """Run one dataset export job (no retries: a failed export is marked failed; start another)."""
-    from synthesis.export.jobs import export_job_run
-
     export_job_run(job_id=job_id)

@@ -23,14 +23,14 @@ from synthesis.export.options import ExportError
 from synthesis.forms import BatchLaunchForm, ExportStartForm
 from synthesis.models import Batch, ExportJob
 from synthesis.services.batch_report import batch_report
-from synthesis.services.batches import (
+from synthesis.services.batch_lifecycle import (
     BatchActionError,
-    LaunchError,
     batch_cancel,
     batch_launch,
     batch_pause,
     batch_resume,
 )
+from synthesis.services.launch_params import LaunchError
 from synthesis.services.progress import batch_progress
 from synthesis.services.queue_health import queues_health
 

@@ -80,6 +80,34 @@ def wait_until(
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}")
 
 
+EAGER_IMAGE_SIZE = 96
+
+
+@contextlib.contextmanager
+def tasks_run_eagerly() -> Iterator[None]:
+    """Tasks run in this process as they are sent (use with
+    ``django_capture_on_commit_callbacks(execute=True)`` where sends wait for a commit)."""
+    from hilapp.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def eager(settings: Any) -> Iterator[None]:
+    """Eager tasks with small images, no retry pauses and no gate audit: the one fixture for
+    tests that drive the pipeline through its services in this process."""
+    settings.HILAPP_TEMPLATE_SIZE = settings.HILAPP_FRAME_SIZE = EAGER_IMAGE_SIZE
+    settings.HILAPP_RETRY_BASE_S = 0
+    settings.HILAPP_AUDIT_RATE = 0
+    with tasks_run_eagerly():
+        yield
+
+
 def _database_url() -> str:
     from django.db import connection
 

@@ -51,6 +51,8 @@
     document.getElementById("progress-fill").style.width = r.percent + "%";
     setText("progress-percent", r.percent + "%");
     setText("progress-count", r.done + " of " + r.total);
+    setText("progress-machine", r.machine);
+    setText("progress-humans", r.humans);
     setText("throughput", r.throughput_per_min);
     setText("eta", r.eta_s === null ? (r.done >= r.total ? "done" : "—") : fmtDuration(r.eta_s));
     setText("spend", "$" + r.spend_usd.toFixed(4));

@@ -18,16 +18,20 @@ from rest_framework.response import Response
 from hilapp.roles import IsAdmin
 from synthesis.api.common import ID_PATTERN, BudgetField, WholeNumberField
 from synthesis.models import Batch
-from synthesis.services.batch_report import batch_report, batch_spend
-from synthesis.services.batches import (
+from synthesis.services.batch_lifecycle import (
     BatchActionError,
-    LaunchError,
     batch_cancel,
     batch_launch,
     batch_pause,
     batch_resume,
 )
-from synthesis.services.launch_params import MAX_BATCH_COUNT, MAX_SEED, clean_launch_request
+from synthesis.services.batch_report import batch_report, batch_spend
+from synthesis.services.launch_params import (
+    MAX_BATCH_COUNT,
+    MAX_SEED,
+    LaunchError,
+    clean_launch_request,
+)
 from synthesis.services.progress import batch_progress
 from synthesis.states import BatchKind
 

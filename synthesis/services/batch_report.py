@@ -9,19 +9,28 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Max, Min, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from synthesis.models import Batch, ModelCall, StatusChange
-from synthesis.services.progress import UNITS, batch_counts
+from synthesis.services.progress import batch_counts, batch_phase_progress
 from synthesis.states import BatchStatus, CallStatus
+from synthesis.work_units import PHASES, PHASES_OF_KIND
 
 FAILURE_STATES = ("failed", "discarded", "dropped", "hard_failed", "rejected")
 
 
-def _units(batch: Batch) -> Any:
-    unit = UNITS[batch.kind]
-    return unit.model._default_manager.filter(**{unit.batch_path: batch})
+def _failed_units(batch: Batch) -> Q:
+    """Status changes to a failure of any unit the batch owns, in every phase (a story batch's
+    discarded frames are its failures too)."""
+    owned = Q(pk__in=[])
+    for phase in PHASES_OF_KIND[batch.kind]:
+        units = PHASES[phase]
+        owned |= Q(
+            model=units.model.__name__.lower(),
+            object_id__in=units.model._default_manager.filter(units.owner.of(batch)).values("pk"),
+        )
+    return owned & Q(new__in=FAILURE_STATES)
 
 
 def batch_spend(batch: Batch) -> Decimal:
@@ -30,13 +39,10 @@ def batch_spend(batch: Batch) -> Decimal:
 
 def batch_failures(batch: Batch, *, limit: int = 10) -> list[dict[str, Any]]:
     """The latest failures with their reasons: units that failed or were discarded, and calls."""
-    unit_model = UNITS[batch.kind].model.__name__.lower()
     changes = (
-        StatusChange.objects.filter(
-            model=unit_model, object_id__in=_units(batch).values("pk"), new__in=FAILURE_STATES
-        )
+        StatusChange.objects.filter(_failed_units(batch))
         .order_by("-id")
-        .values("at", "object_id", "new", "reason")[:limit]
+        .values("at", "model", "object_id", "new", "reason")[:limit]
     )
     calls = (
         ModelCall.objects.filter(batch=batch, status__in=(CallStatus.FAILED, CallStatus.ABANDONED))
@@ -46,7 +52,7 @@ def batch_failures(batch: Batch, *, limit: int = 10) -> list[dict[str, Any]]:
     rows: list[tuple[datetime, str, str]] = [
         (
             c["at"],
-            f"{unit_model} {c['object_id']} → {c['new']}",
+            f"{c['model']} {c['object_id']} → {c['new']}",
             c["reason"] or "(no reason recorded)",
         )
         for c in changes
@@ -66,20 +72,23 @@ def batch_failures(batch: Batch, *, limit: int = 10) -> list[dict[str, Any]]:
 
 def batch_report(batch: Batch) -> dict[str, Any]:
     counts = batch_counts(batch)
-    working = UNITS[batch.kind].working
-    total = sum(counts.values()) or batch.requested
-    done = sum(n for status, n in counts.items() if status not in working)
+    phases = batch_phase_progress(batch)
+    total = sum(p.total for p in phases) or batch.requested
+    machine = sum(p.machine for p in phases)
+    humans = sum(p.humans for p in phases)
+    done = sum(p.done for p in phases)
+    # Throughput and ETA are about machine work: units waiting for people are not late.
+    past_machine = total - machine
     calls = ModelCall.objects.filter(batch=batch)
     call_times = calls.aggregate(first=Min("started_at"), last=Max("finished_at"))
     now = timezone.now()
     started = call_times["first"] or batch.created_at
     end = now if batch.status == BatchStatus.RUNNING else (call_times["last"] or now)
     elapsed_s = max((end - started).total_seconds(), 0.001)
-    per_minute = done / elapsed_s * 60 if done else 0.0
-    remaining = total - done
+    per_minute = past_machine / elapsed_s * 60 if past_machine else 0.0
     eta_s = (
-        remaining / per_minute * 60
-        if batch.status == BatchStatus.RUNNING and per_minute > 0 and remaining > 0
+        machine / per_minute * 60
+        if batch.status == BatchStatus.RUNNING and per_minute > 0 and machine > 0
         else None
     )
     spend = batch_spend(batch)
@@ -99,7 +108,10 @@ def batch_report(batch: Batch) -> dict[str, Any]:
         "created_by": batch.created_by.get_username() if batch.created_by else None,
         "counts": counts,
         "done": done,
+        "machine": machine,
+        "humans": humans,
         "total": total,
+        "phases": [p.as_dict() for p in phases],
         "percent": round(100 * done / total, 1) if total else 0.0,
         "throughput_per_min": round(per_minute, 2),
         "eta_s": round(eta_s) if eta_s is not None else None,

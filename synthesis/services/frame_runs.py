@@ -14,10 +14,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 
 from synthesis.models import Batch, Frame, Story
-from synthesis.services.batches import (
-    LaunchError,
-    clean_launch,
-)
+from synthesis.services.launch_params import LaunchError, clean_launch
 from synthesis.services.stories import story_frames_start
 from synthesis.states import BatchKind, StoryStatus
 

@@ -26,11 +26,8 @@ from synthesis.prompts import render_prompt
 from synthesis.providers.base import ErrorKind, ProviderError, Role, TextRequest
 from synthesis.providers.calls import CallContext, PlannedCall, call_text, queue_of
 from synthesis.schemas import StoryScript
-from synthesis.services.batches import (
-    LaunchError,
-    batch_accepts_work,
-    clean_launch,
-)
+from synthesis.services.batches import batch_accepts_work
+from synthesis.services.launch_params import LaunchError, clean_launch
 from synthesis.services.scripts import script_validate
 from synthesis.states import BatchKind, BatchStatus, CharacterStatus, FrameStatus, StoryStatus
 from synthesis.transitions import transition

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from synthesis.models import Batch, Character, ModelCall, StatusChange
-from synthesis.services.batches import (
+from synthesis.services.batch_lifecycle import (
     BatchActionError,
     batch_cancel,
     batch_launch,

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from hilapp.celery import app as celery_app
 from synthesis.models import Batch, ModelCall, Story
-from synthesis.services.batches import LaunchError, batch_launch
+from synthesis.services.batch_lifecycle import batch_launch
+from synthesis.services.launch_params import LaunchError
 from synthesis.services.progress import batch_progress
 from synthesis.services.stories import batch_launch_stories, story_apply_review
 from synthesis.states import BatchKind, StoryStatus
@@ -20,17 +19,8 @@ SIZE = 96
 
 
 @pytest.fixture
-def manual_phase3(settings: Any) -> Iterator[None]:
+def manual_phase3(eager: None, settings: Any) -> None:
     settings.HILAPP_PHASE3_AUTOSTART = False
-    settings.HILAPP_TEMPLATE_SIZE = settings.HILAPP_FRAME_SIZE = SIZE
-    settings.HILAPP_RETRY_BASE_S = 0
-    settings.HILAPP_AUDIT_RATE = 0
-    celery_app.conf.task_always_eager = True
-    celery_app.conf.task_eager_propagates = True
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = False
 
 
 def _approved_stories(capture: Any, n: int) -> list[Story]:

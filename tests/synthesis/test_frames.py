@@ -6,12 +6,11 @@ its whole loop; ``test_phase3_workers.py`` runs the same pipeline on real worker
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from hilapp.celery import app as celery_app
 from hilapp.imaging import sha256_hex, to_png
 from review.models import ItemStatus, ReviewItem
 from review.services import vote_cast
@@ -34,20 +33,6 @@ from synthesis.states import (
 from tests.synthesis.story_factories import locked_characters, sim_params
 
 SIZE = 96
-
-
-@pytest.fixture
-def eager(settings: Any) -> Iterator[None]:
-    settings.HILAPP_TEMPLATE_SIZE = SIZE
-    settings.HILAPP_FRAME_SIZE = SIZE
-    settings.HILAPP_RETRY_BASE_S = 0
-    settings.HILAPP_AUDIT_RATE = 0
-    celery_app.conf.task_always_eager = True
-    celery_app.conf.task_eager_propagates = True
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = False
 
 
 Run = Callable[..., Batch]

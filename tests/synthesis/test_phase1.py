@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from hilapp.celery import app as celery_app
 from hilapp.imaging import from_png
 from review.models import ReviewItem
 from synthesis.artifacts import read_bytes
 from synthesis.models import Batch, Character, GateAttempt, ModelCall
-from synthesis.services.batches import LaunchError
 from synthesis.services.characters import batch_launch_characters, character_apply_review
+from synthesis.services.launch_params import LaunchError
 from synthesis.states import AttemptStatus, BatchStatus, CallStatus, CharacterStatus
-
-
-@pytest.fixture
-def eager(settings: Any) -> Iterator[None]:
-    settings.HILAPP_TEMPLATE_SIZE = 128
-    settings.HILAPP_RETRY_BASE_S = 0
-    celery_app.conf.task_always_eager = True
-    celery_app.conf.task_eager_propagates = True
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = False
 
 
 def launch(capture: Any, **kwargs: Any) -> Batch:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from io import StringIO
 from typing import Any
@@ -16,7 +15,7 @@ from django.utils import timezone
 from hilapp.celery import app as celery_app
 from review.models import ReviewItem
 from synthesis.models import Frame, GateAttempt, ModelCall, Story
-from synthesis.services.batches import LaunchError
+from synthesis.services.launch_params import LaunchError
 from synthesis.services.reconcile import reconcile_stuck_work
 from synthesis.services.stories import DEFAULT_GENRES, batch_launch_stories, story_apply_review
 from synthesis.states import AttemptStatus, FrameStatus, StoryStatus
@@ -25,20 +24,6 @@ from tests.synthesis.story_factories import locked_characters, sim_params
 
 SIZE = 96
 FRAMES = {"min_frames": 2, "max_frames": 3}
-
-
-@pytest.fixture
-def eager(settings: Any) -> Iterator[None]:
-    settings.HILAPP_TEMPLATE_SIZE = SIZE
-    settings.HILAPP_FRAME_SIZE = SIZE
-    settings.HILAPP_RETRY_BASE_S = 0
-    settings.HILAPP_AUDIT_RATE = 0
-    celery_app.conf.task_always_eager = True
-    celery_app.conf.task_eager_propagates = True
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = False
 
 
 @pytest.mark.django_db

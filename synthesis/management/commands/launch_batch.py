@@ -8,9 +8,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from synthesis.models import Batch
-from synthesis.services.batches import LaunchError, batch_launch
-from synthesis.services.launch_params import MAX_PARAMS_BYTES
-from synthesis.services.progress import batch_counts, batch_progress
+from synthesis.services.batch_lifecycle import batch_launch
+from synthesis.services.launch_params import MAX_PARAMS_BYTES, LaunchError
+from synthesis.services.progress import batch_counts, batch_phase_progress
 from synthesis.states import BatchKind, BatchStatus
 
 
@@ -74,9 +74,11 @@ class Command(BaseCommand):
         with tqdm(total=batch.requested, desc=f"batch {batch.pk}", unit=batch.kind) as bar:
             while True:
                 batch.refresh_from_db()
-                done, _total = batch_progress(batch)
-                bar.update(done - bar.n)
-                if done >= batch.requested or batch.status != BatchStatus.RUNNING:
+                # Waits for the machine work; units that wait for people end the wait.
+                phases = batch_phase_progress(batch)
+                machine = sum(p.machine for p in phases)
+                bar.update(sum(p.total for p in phases) - machine - bar.n)
+                if not machine or batch.status != BatchStatus.RUNNING:
                     break
                 if timeout and time.monotonic() - started > timeout:
                     raise CommandError(f"batch {batch.pk} not finished after {timeout:.0f}s")
