@@ -180,8 +180,11 @@ def gate_run(
     belongs to another queue than ``here`` (None: run every step here), or a provider error
     escapes (transient errors propagate to the task, which retries with back-off)."""
     step = Step.CONTINUE
+    # The subject is loaded once per run: only this gate's own steps change it while it is in
+    # the gate, and they end the run when they do (a racer's are guarded transitions).
+    subject = policy.load(subject_id)
     for _ in range(max_steps):
-        step = gate_step(policy, subject_id, here=here)
+        step = gate_step(policy, subject_id, here=here, subject=subject)
         if step != Step.CONTINUE:
             break
     return step
@@ -238,8 +241,10 @@ def _moved_elsewhere(
     return True
 
 
-def gate_step(policy: GatePolicy, subject_id: int, *, here: str | None = None) -> Step:
-    subject = policy.load(subject_id)
+def gate_step(
+    policy: GatePolicy, subject_id: int, *, here: str | None = None, subject: Any = None
+) -> Step:
+    subject = subject if subject is not None else policy.load(subject_id)
     if not policy.is_active(subject):
         return Step.DONE
     attempt = attempts_of(policy, subject_id).order_by("-number").first()
