@@ -68,10 +68,6 @@ def register_presenter(stage: str, fn: Presenter) -> None:
     _presenters[stage] = fn
 
 
-def decision_handler(stage: str) -> DecisionHandler | None:
-    return _decision_handlers.get(stage)
-
-
 def presenter(stage: str) -> Presenter | None:
     return _presenters.get(stage)
 

@@ -20,13 +20,6 @@ class ItemStatus(models.TextChoices):
     DECIDED = "decided", "Decided"
 
 
-# The only transition: an open item is decided by the vote that gives a choice its second vote.
-ITEM_TRANSITIONS: dict[str, frozenset[str]] = {
-    ItemStatus.OPEN: frozenset({ItemStatus.DECIDED}),
-    ItemStatus.DECIDED: frozenset(),
-}
-
-
 class ReviewItem(models.Model):
     stage = models.CharField(max_length=8, choices=Stage.choices)
     subject_id = models.BigIntegerField()

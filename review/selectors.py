@@ -116,10 +116,6 @@ def expert_vote_on(expert: Any, item: ReviewItem) -> Vote | None:
     return Vote.objects.filter(item=item, expert=expert).first()
 
 
-def expert_lease_on(expert: Any, item: ReviewItem) -> ReviewLease | None:
-    return ReviewLease.objects.filter(item=item, expert=expert).first()
-
-
 def expert_recent_items(expert: Any, limit: int = 20) -> list[ReviewItem]:
     """The items this expert voted on last, newest first (for "my recent votes")."""
     ids = list(

@@ -9,4 +9,4 @@ class SynthesisConfig(AppConfig):
         # Review decisions (HV1/HV2/HV3) are applied by synthesis services; the review app
         # knows nothing of synthesis, so synthesis registers its handlers here.
         from synthesis import review_hooks, tasks  # noqa: F401
-        from synthesis.services import audit  # noqa: F401  (the audit stage's hooks)
+        from synthesis.services import gate_audit  # noqa: F401  (the gate-audit stage's hooks)

@@ -231,6 +231,8 @@ class FrameCharacter(TimeStamped, Leased):
         db_index=True,
     )
     round = models.PositiveSmallIntegerField(default=1)
+    # The approved reference IMAGE's storage name (R_ij). Not to be confused with
+    # ``GateAttempt.reference``, the FrameCharacter an attempt belongs to (``reference_subject``).
     reference = models.CharField(max_length=255, blank=True, help_text="approved R_ij image")
     reference_model = models.CharField(max_length=96, blank=True)
     iterations = models.PositiveSmallIntegerField(
@@ -258,6 +260,8 @@ class GateAttempt(TimeStamped, Leased):
     character = models.ForeignKey(
         Character, null=True, blank=True, on_delete=models.CASCADE, related_name="attempts"
     )
+    # The FrameCharacter whose reference this attempt edits (a subject, not an image; the
+    # approved image is ``FrameCharacter.reference``). Read it as ``reference_subject``.
     reference = models.ForeignKey(
         FrameCharacter, null=True, blank=True, on_delete=models.CASCADE, related_name="attempts"
     )
@@ -333,6 +337,11 @@ class GateAttempt(TimeStamped, Leased):
 
     def __str__(self) -> str:
         return f"{self.kind} attempt {self.number} ({self.status})"
+
+    @property
+    def reference_subject(self) -> FrameCharacter | None:
+        """The FrameCharacter this attempt belongs to (for reference attempts)."""
+        return self.reference
 
 
 class ModelCall(models.Model):

@@ -13,6 +13,12 @@ from typing import Any
 from hilapp.media import media_url
 from review.handlers import Decision, SubjectView, register_decision_handler, register_presenter
 from review.stages import Choice, Stage
+from synthesis.models import Character, Frame, Story
+from synthesis.services.characters import character_apply_review
+from synthesis.services.hv3 import frame_apply_hv3
+from synthesis.services.stories import story_apply_review
+from synthesis.states import AttemptStatus
+from synthesis.vocabulary import UnknownControlId, load_vocabulary
 
 # --- decisions ------------------------------------------------------------------------------------
 
@@ -23,8 +29,6 @@ def _reason(decision: Decision) -> str:
 
 
 def apply_hv1(decision: Decision) -> None:
-    from synthesis.services.characters import character_apply_review
-
     character_apply_review(
         character_id=decision.subject_id,
         approved=decision.choice == Choice.APPROVE,
@@ -33,8 +37,6 @@ def apply_hv1(decision: Decision) -> None:
 
 
 def apply_hv2(decision: Decision) -> None:
-    from synthesis.services.stories import story_apply_review  # type: ignore[import-not-found,unused-ignore]
-
     story_apply_review(
         story_id=decision.subject_id,
         approved=decision.choice == Choice.APPROVE,
@@ -43,8 +45,6 @@ def apply_hv2(decision: Decision) -> None:
 
 
 def apply_hv3(decision: Decision) -> None:
-    from synthesis.services.hv3 import frame_apply_hv3  # type: ignore[import-not-found,unused-ignore]
-
     frame_apply_hv3(
         frame_id=decision.subject_id,
         choice=decision.choice,
@@ -58,8 +58,6 @@ def apply_hv3(decision: Decision) -> None:
 
 
 def _chip(control_id: str) -> dict[str, str]:
-    from synthesis.vocabulary import UnknownControlId, load_vocabulary
-
     try:
         description = load_vocabulary().describe(control_id)
     except UnknownControlId:
@@ -77,8 +75,6 @@ def _character_card(character: Any) -> dict[str, Any]:
 
 
 def present_character(subject_id: int) -> SubjectView:
-    from synthesis.models import Character
-
     character = Character.objects.filter(pk=subject_id).first()
     return SubjectView(
         "synthesis/review/hv1.html",
@@ -90,8 +86,6 @@ def present_character(subject_id: int) -> SubjectView:
 
 
 def present_story(subject_id: int) -> SubjectView:
-    from synthesis.models import Story
-
     story = Story.objects.filter(pk=subject_id).first()
     if story is None:
         return SubjectView("synthesis/review/hv2.html", {"story": None})
@@ -126,9 +120,6 @@ def present_story(subject_id: int) -> SubjectView:
 
 
 def present_frame(subject_id: int) -> SubjectView:
-    from synthesis.models import Frame
-    from synthesis.states import AttemptStatus
-
     frame = Frame.objects.select_related("story").filter(pk=subject_id).first()
     if frame is None:
         return SubjectView("synthesis/review/hv3.html", {"frame": None})

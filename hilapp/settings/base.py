@@ -284,24 +284,22 @@ LOGGING = {
 }
 
 # --- Pipeline -----------------------------------------------------------------------------------
-HILAPP_SEED = env_int("HILAPP_SEED", 0)
 HILAPP_VIESCORE_THRESHOLD = env_float("HILAPP_VIESCORE_THRESHOLD", 7.0, minimum=0, maximum=10)
 HILAPP_FRAME_MAX_ATTEMPTS = env_int("HILAPP_FRAME_MAX_ATTEMPTS", 3, minimum=1)
 HILAPP_REFERENCE_MAX_ATTEMPTS = env_int("HILAPP_REFERENCE_MAX_ATTEMPTS", 5, minimum=1)
 HILAPP_SCRIPT_MAX_REPAIRS = env_int("HILAPP_SCRIPT_MAX_REPAIRS", 2, minimum=0)
 HILAPP_STORY_MIN_FRAMES = env_int("HILAPP_STORY_MIN_FRAMES", 7, minimum=1)
 HILAPP_STORY_MAX_FRAMES = env_int("HILAPP_STORY_MAX_FRAMES", 12, minimum=1)
-# How often a provider call whose answer cannot be parsed is asked again before it fails.
 # On: Phase III starts as soon as HV2 approves a story. Off: approved stories wait for an admin
 # to launch a frame-synthesis run (its own budget and provider mix).
 HILAPP_PHASE3_AUTOSTART = env_bool("HILAPP_PHASE3_AUTOSTART", True)
+# How often a provider call whose answer cannot be parsed is asked again before it fails.
 HILAPP_PARSE_RETRIES = env_int("HILAPP_PARSE_RETRIES", 2, minimum=0)
 HILAPP_TRANSIENT_RETRIES = env_int("HILAPP_TRANSIENT_RETRIES", 4, minimum=0)
 HILAPP_RETRY_BASE_S = env_float("HILAPP_RETRY_BASE_S", 1.0, minimum=0)
 HILAPP_RETRY_MAX_S = env_float("HILAPP_RETRY_MAX_S", 60.0, minimum=0)
 HILAPP_TEMPLATE_SIZE = env_int("HILAPP_TEMPLATE_SIZE", 1024, minimum=64)
 HILAPP_FRAME_SIZE = env_int("HILAPP_FRAME_SIZE", 1024, minimum=64)
-HILAPP_REVIEW_PANEL = 3
 # The share of gate-approved frames also sent to experts (the audit stage), 0 to 1.
 HILAPP_AUDIT_RATE = env_float("HILAPP_AUDIT_RATE", 0.05, minimum=0, maximum=1)
 HILAPP_REVIEW_LEASE_S = env_float("HILAPP_REVIEW_LEASE_S", 600.0, minimum=5.0)

@@ -8,13 +8,12 @@ is discarded with its reason; otherwise an HV1 review item opens. HV1 locks or r
 from __future__ import annotations
 
 import random
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
-from hilapp.imaging import from_png, standardize_template, to_png
+from hilapp.imaging import from_png, png_metadata, standardize_template, to_png
 from review.services import review_item_open
 from synthesis import dispatch
 from synthesis.artifacts import read_bytes
@@ -346,8 +345,6 @@ def _standardized(png: bytes, size: int) -> bytes:
     image = from_png(png)
     if image.size == (size, size) and image.mode == "RGB":
         return png  # keep the provider's bytes (and the simulator's metadata) untouched
-    from hilapp.imaging import png_metadata
-
     return to_png(standardize_template(image, size), png_metadata(png))
 
 
@@ -361,10 +358,3 @@ def character_apply_review(*, character_id: int, approved: bool, reason: str = "
         reason=reason or ("HV1 approved" if approved else "HV1 rejected"),
         actor="hv1",
     )
-
-
-def batch_spend_usd(batch: Batch) -> Decimal:
-    from django.db.models import Sum
-
-    total = batch.calls.aggregate(total=Sum("cost_usd"))["total"]
-    return total or Decimal(0)

@@ -40,13 +40,13 @@ from synthesis.providers.calls import (
 )
 from synthesis.services.characters import figure_of
 from synthesis.services.frame_prompts import characters_context, frame_prompt
+from synthesis.services.gate_audit import frame_audit_maybe_open
 from synthesis.services.iqcc import iqcc_judge
 from synthesis.services.judging import apt_rewrite
 from synthesis.states import (
     ApprovalPath,
     AttemptAction,
     AttemptKind,
-    AttemptStatus,
     FrameStatus,
 )
 from synthesis.transitions import transition
@@ -202,8 +202,6 @@ class FrameGate(GatePolicy):
             lease_until=None,
         )
         if moved:
-            from synthesis.services.audit import frame_audit_maybe_open
-
             frame_audit_maybe_open(Frame.objects.get(pk=subject.pk))
             dispatch.story_check(subject.story_id)
 
@@ -254,17 +252,3 @@ def frame_hard_fail(*, frame_id: int, old: str, reason: str, **updates: Any) -> 
                 f"{frame.story.title}",
             )
     return moved
-
-
-def frame_attempts_gapless(frame_id: int) -> bool:
-    """Invariant check used by tests and the benchmark: attempt numbers are 1..n."""
-    numbers = list(
-        GateAttempt.objects.filter(frame_id=frame_id, kind=AttemptKind.FRAME)
-        .order_by("number")
-        .values_list("number", flat=True)
-    )
-    return numbers == list(range(1, len(numbers) + 1))
-
-
-def produced_statuses() -> tuple[str, ...]:
-    return (AttemptStatus.PRODUCED, AttemptStatus.PASSED, AttemptStatus.FAILED)

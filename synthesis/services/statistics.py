@@ -451,7 +451,7 @@ def latency_percentiles() -> list[dict[str, Any]]:
 
 def gate_audit() -> dict[str, Any]:
     """The sampled audit of gate-approved frames: false-accept rate with a 95% Wilson CI."""
-    from synthesis.services.audit import wilson_interval
+    from synthesis.services.gate_audit import wilson_interval
 
     counts = Counter(Frame.objects.exclude(audit=AuditStatus.NONE).values_list("audit", flat=True))
     rejected, confirmed = counts[AuditStatus.REJECTED], counts[AuditStatus.CONFIRMED]

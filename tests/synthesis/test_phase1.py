@@ -14,6 +14,7 @@ from synthesis.models import Batch, Character, GateAttempt, ModelCall
 from synthesis.services.characters import batch_launch_characters, character_apply_review
 from synthesis.services.launch_params import LaunchError
 from synthesis.states import AttemptStatus, BatchStatus, CallStatus, CharacterStatus
+from tests.conftest import EAGER_IMAGE_SIZE
 
 
 def launch(capture: Any, **kwargs: Any) -> Batch:
@@ -45,7 +46,11 @@ def test_characters_pass_to_hv1_or_are_discarded_with_their_reason(
             assert character.viescore_overall >= 7.0
             assert attempt.status == AttemptStatus.PASSED
             image = from_png(read_bytes(character.template))
-            assert image.size == (128, 128) and image.getpixel((1, 1)) == (255, 255, 255)
+            assert image.size == (EAGER_IMAGE_SIZE,) * 2 and image.getpixel((1, 1)) == (
+                255,
+                255,
+                255,
+            )
         assert character.name and character.visual_description and character.palette
         assert character.planner_model in ("sim:gpt-4o", "sim:gemini-2.5-pro")
     open_items = ReviewItem.objects.filter(stage="hv1", status="open")

@@ -27,7 +27,7 @@ from synthesis.models import (
     StoryCast,
 )
 from synthesis.services import statistics as stats
-from synthesis.services.audit import frame_audit_maybe_open, wilson_interval
+from synthesis.services.gate_audit import frame_audit_maybe_open, wilson_interval
 from synthesis.states import (
     ApprovalPath,
     AttemptKind,
@@ -342,7 +342,7 @@ def test_audit_samples_and_experts_decide(make_user: Any) -> None:
 
 
 def test_audit_rate_setting_samples_about_that_share() -> None:
-    from synthesis.services.audit import audit_sampled
+    from synthesis.services.gate_audit import audit_sampled
 
     with override_settings(HILAPP_AUDIT_RATE=0.2):
         share = sum(audit_sampled(i) for i in range(5000)) / 5000
