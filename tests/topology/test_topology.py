@@ -299,7 +299,8 @@ def test_the_whole_journey_on_separate_hosts_survives_chaos(
             timeout=300,
             message="4 templates to reach HV1",
         )
-        _assert_images_load(browser, base, "expert1", "/review/hv1/")
+        _assert_pages_load(browser, base, "expert1", ["/review/hv1/"], with_images=True)
+        _assert_pages_load(browser, base, "expert1", ["/", "/review/"])
         _vote_all(expert_api, "hv1", "approve")
         assert Character.objects.filter(status="locked").count() == 4
 
@@ -314,6 +315,7 @@ def test_the_whole_journey_on_separate_hosts_survives_chaos(
             timeout=300,
             message="3 stories to reach HV2",
         )
+        _assert_pages_load(browser, base, "expert1", ["/review/hv2/"], with_images=True)
         _vote_all(expert_api, "hv2", "approve")
         frames_total = Frame.objects.count()
         assert frames_total >= 6
@@ -341,7 +343,7 @@ def test_the_whole_journey_on_separate_hosts_survives_chaos(
 
         wait_until(frames_rest, timeout=600, message="every frame to leave the machine loop")
         assert struck_while_running >= 3, "the chaos came after the frames had finished"
-        _assert_images_load(browser, base, "expert2", "/review/hv3/")
+        _assert_pages_load(browser, base, "expert2", ["/review/hv3/"], with_images=True)
         _vote_all(expert_api, "hv3", "discard")
         wait_until(
             lambda: not Story.objects.filter(status=StoryStatus.APPROVED).exists(),
@@ -352,6 +354,15 @@ def test_the_whole_journey_on_separate_hosts_survives_chaos(
         # Export from the admin page; shards fetched through their signed URLs.
         shards = _export_from_admin_page(browser, base, admin_api)
         approved = Frame.objects.filter(status=FrameStatus.APPROVED).count()
+        some_frame = Frame.objects.filter(status=FrameStatus.APPROVED).first()
+        assert some_frame is not None
+        admin_pages = [
+            "/synthesis/batches/",
+            "/synthesis/exports/",
+            "/synthesis/statistics/",
+            f"/synthesis/frames/{some_frame.pk}/provenance/",
+        ]
+        _assert_pages_load(browser, base, "admin", admin_pages)
         _read_back(shards, approved, nodes.base)
     except AssertionError:
         print(nodes.logs())
@@ -403,21 +414,29 @@ def _session_page(browser: Any, base: str, username: str) -> Any:
     return context.new_page()
 
 
-def _assert_images_load(browser: Any, base: str, username: str, path: str) -> None:
-    """Every image on the page loads (from the bucket's presigned URLs) and the CSS applies."""
+def _assert_pages_load(
+    browser: Any, base: str, username: str, paths: list[str], *, with_images: bool = False
+) -> None:
+    """Each page answers 200, every image on it loads (from the bucket's presigned URLs) and
+    its stylesheets apply (hashed static files from WhiteNoise, DEBUG off)."""
     page = _session_page(browser, base, username)
     try:
-        page.goto(f"{base}{path}")
-        page.wait_for_load_state("networkidle")
-        page.wait_for_timeout(1500)  # the review page fetches its card after load
-        broken = page.evaluate(
-            "() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
-            ".map(i => i.src)"
-        )
-        assert broken == [], broken
-        assert page.evaluate("() => document.images.length") > 0, page.content()[:2000]
-        styled = page.evaluate("() => document.styleSheets.length")
-        assert styled > 0
+        for path in paths:
+            response = page.goto(f"{base}{path}")
+            assert response is not None and response.status == 200, (path, response)
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(1000)  # the review page fetches its card after load
+            broken = page.evaluate(
+                "() => [...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
+                ".map(i => i.src)"
+            )
+            assert broken == [], (path, broken)
+            if with_images:
+                assert page.evaluate("() => document.images.length") > 0, path
+            rules = page.evaluate(
+                "() => [...document.styleSheets].reduce((n, s) => n + s.cssRules.length, 0)"
+            )
+            assert rules > 0, f"{path} is unstyled"
     finally:
         page.close()
 
