@@ -3,7 +3,9 @@
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from hilapp import media, views
@@ -11,6 +13,7 @@ from hilapp import media, views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
@@ -24,3 +27,7 @@ urlpatterns = [
     # in embedded mode and DEBUG included.
     path(f"{settings.MEDIA_URL.lstrip('/')}<path:name>", media.media_serve, name="media"),
 ]
+
+handler403 = views.error_403
+handler404 = views.error_404
+handler500 = views.error_500

@@ -131,7 +131,16 @@ class FrameInline(admin.TabularInline):
 
 @admin.register(Story)
 class StoryAdmin(ReadOnlyAdmin):
-    list_display = ["id", "title", "genre", "status", "repairs", "batch_link", "created_at"]
+    list_display = [
+        "id",
+        "title",
+        "genre",
+        "status",
+        "repairs",
+        "batch_link",
+        "created_at",
+        "storybook_link",
+    ]
     list_filter = ["status", "genre", "planner_model"]
     search_fields = ["id", "title", "genre", "reason"]
     list_select_related = ["batch"]
@@ -140,6 +149,12 @@ class StoryAdmin(ReadOnlyAdmin):
     @admin.display(description="batch", ordering="batch")
     def batch_link(self, story: Story) -> SafeString | str:
         return admin_link(story.batch, f"batch {story.batch_id}")
+
+    @admin.display(description="storybook")
+    def storybook_link(self, story: Story) -> SafeString:
+        return format_html(
+            '<a href="{}">storybook</a>', reverse("synthesis:story", args=[story.pk])
+        )
 
 
 @admin.register(StoryCast)
@@ -179,6 +194,7 @@ class FrameAdmin(ReadOnlyAdmin):
         "synthesizer_model",
         "arbitrator_model",
         "updated_at",
+        "provenance_link",
     ]
     list_filter = ["status", "audit", "approval_path", "synthesizer_model", "arbitrator_model"]
     search_fields = ["id", "frame_text", "story__title", "reason"]
@@ -188,6 +204,12 @@ class FrameAdmin(ReadOnlyAdmin):
     @admin.display(description="story", ordering="story")
     def story_link(self, frame: Frame) -> SafeString | str:
         return admin_link(frame.story)
+
+    @admin.display(description="provenance")
+    def provenance_link(self, frame: Frame) -> SafeString:
+        return format_html(
+            '<a href="{}">provenance</a>', reverse("synthesis:frame-provenance", args=[frame.pk])
+        )
 
 
 @admin.register(FrameCharacter)

@@ -10,5 +10,8 @@ urlpatterns = [
     path("exports/", views.exports, name="exports"),
     path("frames/<int:pk>/provenance/", views.frame_provenance, name="frame-provenance"),
     path("statistics/", views.statistics, name="statistics"),
+    path("stories/", views.stories, name="stories"),
+    path("stories/<int:pk>/", views.story, name="story"),
+    path("audit/", views.audit, name="audit"),
     path("statistics/plots/<slug:name>.png", views.plot, name="plot"),
 ]

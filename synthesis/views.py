@@ -1,4 +1,5 @@
-"""Server-rendered admin pages of the synthesis app: batches, exports and statistics.
+"""Server-rendered admin pages of the synthesis app: batches, exports, statistics, stories
+(gallery and storybook) and the gate audit.
 
 Views parse, delegate to services/selectors and render; admins only (experts get 403).
 """
@@ -18,11 +19,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from hilapp.roles import is_admin
+from synthesis.export.downloads import export_downloads, format_guide
 from synthesis.export.jobs import export_job_start
 from synthesis.export.options import ExportError
 from synthesis.forms import BatchLaunchForm, ExportStartForm
 from synthesis.models import Batch, ExportJob
-from synthesis.services.batch_report import batch_report
 from synthesis.services.batch_lifecycle import (
     BatchActionError,
     batch_cancel,
@@ -30,11 +31,22 @@ from synthesis.services.batch_lifecycle import (
     batch_pause,
     batch_resume,
 )
+from synthesis.services.batch_report import batch_report
 from synthesis.services.launch_params import LaunchError
 from synthesis.services.progress import batch_progress
 from synthesis.services.queue_health import queues_health
+from synthesis.services.storybook import (
+    GalleryFilter,
+    audit_queue,
+    batch_stories,
+    story_book,
+    story_gallery,
+    story_genres,
+)
+from synthesis.story_forms import GalleryFilterForm
 
 View = Callable[..., HttpResponse]
+DOWNLOAD_JOBS = 10
 
 
 def admin_only(view: View) -> View:
@@ -84,6 +96,7 @@ def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "report": batch_report(batch),
         "params_json": json.dumps(batch.params, indent=2, sort_keys=True),
         "all_actions": list(ACTIONS),
+        "stories": batch_stories(batch_id=batch.pk),
     }
     return render(request, "synthesis/batch_detail.html", context)
 
@@ -123,9 +136,13 @@ def exports(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Export {job.pk} queued; it writes to {job.out_dir}.")
             return redirect("synthesis:exports")
-    jobs = ExportJob.objects.select_related("created_by")[:50]
+    jobs = list(ExportJob.objects.select_related("created_by")[:50])
+    # Download links for the latest finished jobs (each reads its manifest.json).
+    for job in jobs[:DOWNLOAD_JOBS]:
+        job.downloads = export_downloads(job)  # type: ignore[attr-defined]
     status = 400 if request.method == "POST" else 200
-    return render(request, "synthesis/exports.html", {"form": form, "jobs": jobs}, status=status)
+    context = {"form": form, "jobs": jobs, "formats_guide": format_guide()}
+    return render(request, "synthesis/exports.html", context, status=status)
 
 
 @admin_only
@@ -162,3 +179,35 @@ def frame_provenance(request: HttpRequest, pk: int) -> HttpResponse:
     except Frame.DoesNotExist:
         raise Http404(f"no frame {pk}") from None
     return render(request, "synthesis/provenance.html", history)
+
+
+@admin_only
+def stories(request: HttpRequest) -> HttpResponse:
+    """The gallery of finished stories, filtered by genre, cast size, character, approval path."""
+    form = GalleryFilterForm(request.GET or None, genres=story_genres())
+    if request.GET and not form.is_valid():
+        context = {"form": form, "stories": [], "more": False}
+        return render(request, "synthesis/stories.html", context, status=400)
+    filters = form.filters() if request.GET else GalleryFilter()
+    gallery = story_gallery(filters)
+    return render(request, "synthesis/stories.html", {"form": form, **gallery})
+
+
+@admin_only
+def story(request: HttpRequest, pk: int) -> HttpResponse:
+    """A finished (or unfinished) story as a storybook: frames in order, cast, IDs, paths."""
+    from synthesis.models import Story
+
+    try:
+        book = story_book(story_id=pk)
+    except Story.DoesNotExist:
+        raise Http404(f"no story {pk}") from None
+    return render(request, "synthesis/story.html", book)
+
+
+@admin_only
+def audit(request: HttpRequest) -> HttpResponse:
+    """The gate audit: its open queue, the latest decisions and the false-accept rate."""
+    from synthesis.services.statistics import gate_audit
+
+    return render(request, "synthesis/audit.html", {"stats": gate_audit(), **audit_queue()})

@@ -187,6 +187,8 @@ LOGOUT_REDIRECT_URL = "login"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
+# One date format on every page (hilapp/formats/en/formats.py: Y-m-d H:i).
+FORMAT_MODULE_PATH = ["hilapp.formats"]
 USE_TZ = True
 
 STATIC_URL = "static/"

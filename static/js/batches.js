@@ -42,6 +42,41 @@
     });
   }
 
+  // One date format on every page: "YYYY-MM-DD HH:MM" in UTC, as the server renders it.
+  function when(iso) {
+    var d = new Date(iso);
+    if (isNaN(d)) return iso;
+    return d.toISOString().slice(0, 16).replace("T", " ");
+  }
+
+  // A failure as the server renders it: time, what, kind and one line; the stored text on demand.
+  function failureItem(f) {
+    var li = document.createElement("li");
+    var t = document.createElement("time");
+    t.dateTime = f.at;
+    t.textContent = when(f.at);
+    var what = document.createElement("strong");
+    what.textContent = " " + f.what;
+    var kind = document.createElement("span");
+    kind.className = "chip failure-kind";
+    kind.textContent = f.kind || "error";
+    li.append(t, what, " ", kind, document.createElement("br"));
+    var line = document.createElement("span");
+    line.className = "failure-line";
+    line.textContent = f.line || f.reason;
+    li.appendChild(line);
+    if (f.details) {
+      var det = document.createElement("details");
+      var sum = document.createElement("summary");
+      sum.textContent = "details";
+      var pre = document.createElement("pre");
+      pre.textContent = f.details;
+      det.append(sum, pre);
+      li.appendChild(det);
+    }
+    return li;
+  }
+
   function render(live, r) {
     live.dataset.status = r.status;
     live.dataset.percent = r.percent;
@@ -72,19 +107,7 @@
         none.textContent = "None.";
         list.appendChild(none);
       }
-      r.failures.forEach(function (f) {
-        var li = document.createElement("li");
-        var t = document.createElement("time");
-        t.dateTime = f.at;
-        t.textContent = new Date(f.at).toLocaleString();
-        var what = document.createElement("strong");
-        what.textContent = " " + f.what;
-        li.appendChild(t);
-        li.appendChild(what);
-        li.appendChild(document.createElement("br"));
-        li.appendChild(document.createTextNode(f.reason));
-        list.appendChild(li);
-      });
+      r.failures.forEach(function (f) { list.appendChild(failureItem(f)); });
     }
     document.querySelectorAll("form[data-action]").forEach(function (form) {
       form.hidden = r.actions.indexOf(form.dataset.action) < 0;

@@ -134,11 +134,8 @@
     recheckTimer = setTimeout(() => { if (!current) advance(); }, wait * 1000);
   }
 
-  function wireCard() {
-    stageEl.querySelectorAll("img.zoomable").forEach((img) => {
-      img.addEventListener("click", () => img.classList.toggle("zoomed"));
-    });
-  }
+  // Zoom and pan: static/js/zoom.js wires every img.zoomable as the card arrives.
+  function wireCard() {}
 
   // The next card: the pre-fetched one at once; otherwise no card is on screen (so a fast key
   // press cannot vote twice on the card just voted on) until one arrives.

@@ -13,6 +13,7 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
 from synthesis.models import Batch, ModelCall, StatusChange
+from synthesis.services.failures import failure_readable
 from synthesis.services.progress import batch_counts, batch_phase_progress
 from synthesis.states import BatchStatus, CallStatus
 from synthesis.work_units import PHASES, PHASES_OF_KIND
@@ -49,10 +50,13 @@ def batch_failures(batch: Batch, *, limit: int = 10) -> list[dict[str, Any]]:
         .order_by("-id")
         .values("started_at", "subject", "role", "provider", "model", "error_kind", "error")[:limit]
     )
-    rows: list[tuple[datetime, str, str]] = [
+    # (when, what, kind, stored text, reason as the API has always given it)
+    rows: list[tuple[datetime, str, str, str, str]] = [
         (
             c["at"],
             f"{c['model']} {c['object_id']} → {c['new']}",
+            c["new"],
+            c["reason"],
             c["reason"] or "(no reason recorded)",
         )
         for c in changes
@@ -60,13 +64,18 @@ def batch_failures(batch: Batch, *, limit: int = 10) -> list[dict[str, Any]]:
         (
             c["started_at"],
             f"{c['role']} call {c['provider']}:{c['model']} ({c['subject']})",
+            c["error_kind"] or "call failed",
+            c["error"],
             f"{c['error_kind']}: {c['error']}".strip(": "),
         )
         for c in calls
     ]
     rows.sort(key=lambda r: r[0], reverse=True)
+    # A kind and one line for the page, the stored text as details on demand.
     return [
-        {"at": at.isoformat(), "what": what, "reason": reason} for at, what, reason in rows[:limit]
+        {"at": at.isoformat(), "what": what, "reason": reason}
+        | failure_readable(kind=kind, text=text)
+        for at, what, kind, text, reason in rows[:limit]
     ]
 
 
