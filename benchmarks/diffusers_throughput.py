@@ -83,7 +83,29 @@ def bpe(special: list[str], **kwargs: Any) -> Any:
     return cls(tokenizer_object=tok, **kwargs)
 
 
-def build_flux(tiny: bool, device: str, dtype: torch.dtype) -> Any:
+def build_tiny(fam: str, device: str, dtype: torch.dtype) -> Any:
+    """The tests' tiny pipelines (``tests/providers/tiny_pipelines.py``: one builder for tests
+    and benchmarks), saved and loaded as the gpu worker's adapter loads a model folder."""
+    import tempfile
+
+    import diffusers
+
+    from tests.providers import tiny_pipelines as tiny
+
+    path = Path(tempfile.mkdtemp(prefix="hilapp-tiny-"))
+    with tiny.qwen_processor_without_video():
+        if fam == FLUX:
+            pipe = diffusers.FluxPipeline.from_pretrained(
+                tiny.build_tiny_flux(path), local_files_only=True
+            )
+        else:
+            pipe = diffusers.QwenImageEditPlusPipeline.from_pretrained(
+                tiny.build_tiny_qwen_edit(path, plus=True), local_files_only=True
+            )
+    return pipe.to(device=device, dtype=dtype)
+
+
+def build_flux(device: str, dtype: torch.dtype) -> Any:
     from diffusers import (
         AutoencoderKL,
         FlowMatchEulerDiscreteScheduler,
@@ -107,80 +129,52 @@ def build_flux(tiny: bool, device: str, dtype: torch.dtype) -> Any:
         model_max_length=512,
     )
     with torch.device(device):
-        if tiny:
-            transformer = FluxTransformer2DModel(
-                patch_size=1,
-                in_channels=64,
-                num_layers=1,
-                num_single_layers=1,
-                attention_head_dim=16,
-                num_attention_heads=2,
-                joint_attention_dim=32,
-                pooled_projection_dim=32,
-                guidance_embeds=True,
-                axes_dims_rope=(4, 6, 6),
+        # FLUX.1-dev
+        transformer = FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=64,
+            num_layers=19,
+            num_single_layers=38,
+            attention_head_dim=128,
+            num_attention_heads=24,
+            joint_attention_dim=4096,
+            pooled_projection_dim=768,
+            guidance_embeds=True,
+            axes_dims_rope=(16, 56, 56),
+        )
+        clip = CLIPTextModel(  # CLIP ViT-L/14 text tower
+            CLIPTextConfig(
+                hidden_size=768,
+                intermediate_size=3072,
+                num_attention_heads=12,
+                num_hidden_layers=12,
+                vocab_size=49408,
+                projection_dim=768,
+                hidden_act="quick_gelu",
+                eos_token_id=clip_tok.eos_token_id,
             )
-            clip = CLIPTextModel(
-                CLIPTextConfig(
-                    hidden_size=32,
-                    intermediate_size=37,
-                    num_attention_heads=4,
-                    num_hidden_layers=2,
-                    vocab_size=49408,
-                    projection_dim=32,
-                    eos_token_id=clip_tok.eos_token_id,
-                )
+        )
+        t5 = T5EncoderModel(  # T5 v1.1 XXL encoder
+            T5Config(
+                vocab_size=32128,
+                d_model=4096,
+                d_kv=64,
+                d_ff=10240,
+                num_layers=24,
+                num_heads=64,
+                feed_forward_proj="gated-gelu",
             )
-            t5 = T5EncoderModel(
-                T5Config(vocab_size=32128, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4)
-            )
-            blocks = (8, 8, 8, 8)
-        else:  # FLUX.1-dev
-            transformer = FluxTransformer2DModel(
-                patch_size=1,
-                in_channels=64,
-                num_layers=19,
-                num_single_layers=38,
-                attention_head_dim=128,
-                num_attention_heads=24,
-                joint_attention_dim=4096,
-                pooled_projection_dim=768,
-                guidance_embeds=True,
-                axes_dims_rope=(16, 56, 56),
-            )
-            clip = CLIPTextModel(  # CLIP ViT-L/14 text tower
-                CLIPTextConfig(
-                    hidden_size=768,
-                    intermediate_size=3072,
-                    num_attention_heads=12,
-                    num_hidden_layers=12,
-                    vocab_size=49408,
-                    projection_dim=768,
-                    hidden_act="quick_gelu",
-                    eos_token_id=clip_tok.eos_token_id,
-                )
-            )
-            t5 = T5EncoderModel(  # T5 v1.1 XXL encoder
-                T5Config(
-                    vocab_size=32128,
-                    d_model=4096,
-                    d_kv=64,
-                    d_ff=10240,
-                    num_layers=24,
-                    num_heads=64,
-                    feed_forward_proj="gated-gelu",
-                )
-            )
-            blocks = (128, 256, 512, 512)
+        )
+        blocks = (128, 256, 512, 512)
         vae = AutoencoderKL(
             in_channels=3,
             out_channels=3,
             down_block_types=("DownEncoderBlock2D",) * 4,
             up_block_types=("UpDecoderBlock2D",) * 4,
             block_out_channels=blocks,
-            layers_per_block=2 if not tiny else 1,
+            layers_per_block=2,
             latent_channels=16,
-            norm_num_groups=32 if not tiny else 4,
+            norm_num_groups=32,
             sample_size=1024,
             scaling_factor=0.3611,
             shift_factor=0.1159,
@@ -199,7 +193,7 @@ def build_flux(tiny: bool, device: str, dtype: torch.dtype) -> Any:
     return pipe.to(device=device, dtype=dtype)
 
 
-def build_qwen(tiny: bool, device: str, dtype: torch.dtype, *, plus: bool) -> Any:
+def build_qwen(device: str, dtype: torch.dtype, *, plus: bool) -> Any:
     import diffusers
     from diffusers import (
         AutoencoderKLQwenImage,
@@ -223,44 +217,33 @@ def build_qwen(tiny: bool, device: str, dtype: torch.dtype, *, plus: bool) -> An
         model_max_length=4096,
     )
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL}
-    if tiny:
-        text = {
-            "hidden_size": 16,
-            "intermediate_size": 16,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "rope_scaling": {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"},
-        }
-        vision = {"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2}
-        hidden = 16
-    else:  # Qwen2.5-VL-7B-Instruct
-        text = {
-            "hidden_size": 3584,
-            "intermediate_size": 18944,
-            "num_hidden_layers": 28,
-            "num_attention_heads": 28,
-            "num_key_value_heads": 4,
-            "max_position_embeddings": 128000,
-            "rms_norm_eps": 1e-6,
-            "rope_scaling": {
-                "mrope_section": [16, 24, 24],
-                "rope_type": "default",
-                "type": "default",
-            },
-        }
-        vision = {
-            "depth": 32,
-            "hidden_size": 1280,
-            "intermediate_size": 3420,
-            "num_heads": 16,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 112,
-            "fullatt_block_indexes": [7, 15, 23, 31],
-        }
-        hidden = 3584
+    # Qwen2.5-VL-7B-Instruct
+    text = {
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 128000,
+        "rms_norm_eps": 1e-6,
+        "rope_scaling": {
+            "mrope_section": [16, 24, 24],
+            "rope_type": "default",
+            "type": "default",
+        },
+    }
+    vision = {
+        "depth": 32,
+        "hidden_size": 1280,
+        "intermediate_size": 3420,
+        "num_heads": 16,
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "window_size": 112,
+        "fullatt_block_indexes": [7, 15, 23, 31],
+    }
+    hidden = 3584
     config = Qwen2_5_VLConfig(
         text_config={**text, "rope_theta": 1000000.0, "vocab_size": 152064},
         vision_config={**vision, "out_hidden_size": hidden},
@@ -289,46 +272,27 @@ def build_qwen(tiny: bool, device: str, dtype: torch.dtype, *, plus: bool) -> An
     z_dim = 16
     with torch.device(device):
         text_encoder = Qwen2_5_VLForConditionalGeneration(config)
-        if tiny:
-            transformer = QwenImageTransformer2DModel(
-                patch_size=2,
-                in_channels=64,
-                out_channels=16,
-                num_layers=2,
-                attention_head_dim=16,
-                num_attention_heads=3,
-                joint_attention_dim=hidden,
-                guidance_embeds=False,
-                axes_dims_rope=(8, 4, 4),
-            )
-            vae = AutoencoderKLQwenImage(
-                base_dim=8,
-                z_dim=z_dim,
-                dim_mult=[1, 2, 4, 4],
-                num_res_blocks=1,
-                temperal_downsample=[False, True, True],
-            )
-        else:  # Qwen-Image(-Edit): 60 MMDiT blocks, 24 heads of 128
-            transformer = QwenImageTransformer2DModel(
-                patch_size=2,
-                in_channels=64,
-                out_channels=16,
-                num_layers=60,
-                attention_head_dim=128,
-                num_attention_heads=24,
-                joint_attention_dim=3584,
-                guidance_embeds=False,
-                axes_dims_rope=(16, 56, 56),
-            )
-            vae = AutoencoderKLQwenImage(
-                base_dim=96,
-                z_dim=z_dim,
-                dim_mult=[1, 2, 4, 4],
-                num_res_blocks=2,
-                attn_scales=[],
-                temperal_downsample=[False, True, True],
-                dropout=0.0,
-            )
+        # Qwen-Image(-Edit): 60 MMDiT blocks, 24 heads of 128
+        transformer = QwenImageTransformer2DModel(
+            patch_size=2,
+            in_channels=64,
+            out_channels=16,
+            num_layers=60,
+            attention_head_dim=128,
+            num_attention_heads=24,
+            joint_attention_dim=3584,
+            guidance_embeds=False,
+            axes_dims_rope=(16, 56, 56),
+        )
+        vae = AutoencoderKLQwenImage(
+            base_dim=96,
+            z_dim=z_dim,
+            dim_mult=[1, 2, 4, 4],
+            num_res_blocks=2,
+            attn_scales=[],
+            temperal_downsample=[False, True, True],
+            dropout=0.0,
+        )
     cls = diffusers.QwenImageEditPlusPipeline if plus else diffusers.QwenImageEditPipeline
     pipe = cls(
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True),
@@ -445,11 +409,7 @@ def restart_check(args: argparse.Namespace, device: str, dtype: torch.dtype) -> 
         pipe = pipe.to(device)
         how = f"loaded from {args.load_from}"
     else:
-        pipe = (
-            build_flux(False, device, dtype)
-            if fam == FLUX
-            else build_qwen(False, device, dtype, plus=True)
-        )
+        pipe = build_flux(device, dtype) if fam == FLUX else build_qwen(device, dtype, plus=True)
         how = "built with random weights (loading from disk not counted)"
     pipe.set_progress_bar_config(disable=True)
     loaded = time.perf_counter() - started
@@ -518,10 +478,10 @@ def main() -> None:
     started = time.perf_counter()
     if args.model == "flux":
         name, fam, plus = "flux.1-dev", FLUX, False
-        pipe = build_flux(args.tiny, device, dtype)
+        pipe = build_tiny(fam, device, dtype) if args.tiny else build_flux(device, dtype)
     else:
         name, fam, plus = "qwen-image-edit-plus", QWEN_EDIT, True
-        pipe = build_qwen(args.tiny, device, dtype, plus=True)
+        pipe = build_tiny(fam, device, dtype) if args.tiny else build_qwen(device, dtype, plus=True)
     pipe.set_progress_bar_config(disable=True)
     params = sum(p.numel() for p in pipe.transformer.parameters()) / 1e9
     print(f"{name}: built in {time.perf_counter() - started:.0f}s, transformer {params:.2f}B")
