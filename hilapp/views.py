@@ -4,6 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 
 from hilapp.roles import is_admin, is_expert
 
@@ -15,6 +16,12 @@ def home(request: HttpRequest) -> HttpResponse:
     if is_admin(request.user):
         return redirect("synthesis:batches")
     return redirect("api-docs")
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico; the icon is a static file (hashed name in production,
+    resolved per request: the static manifest may not exist when URLs are imported)."""
+    return redirect(static("favicon.svg"))
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
