@@ -265,23 +265,29 @@ def run(args: argparse.Namespace, var_dir: str) -> dict[str, Any]:
             env,
         )
         wait_for_fakes(fakes_url, fakes)
-        api = procs.start(
-            "worker-api",
-            [python, "-m", "hilapp.processes", "worker-api"],
-            {
-                **env,
-                "HILAPP_API_CONCURRENCY": str(args.concurrency),
-                "DB_POOL_MAX_SIZE": str(args.db_pool),
-                "PGAPPNAME": APP_NAME,
-            },
-        )
+        # --processes N: N api workers of concurrency/N threads and db-pool/N connections
+        # each (one per core), as docs/deploy.md sizes a host.
+        apis = [
+            procs.start(
+                "worker-api" if n == 0 else f"worker-api-{n}",
+                [python, "-m", "hilapp.processes", "worker-api"],
+                {
+                    **env,
+                    "HILAPP_API_CONCURRENCY": str(args.concurrency // args.processes),
+                    "DB_POOL_MAX_SIZE": str(max(1, args.db_pool // args.processes)),
+                    "HILAPP_NODE_NAME": f"bench{n}",
+                    "PGAPPNAME": APP_NAME,
+                },
+            )
+            for n in range(args.processes)
+        ]
         procs.start(
             "worker-default",
             [python, "-m", "hilapp.processes", "worker-default"],
             {**env, "HILAPP_DEFAULT_CONCURRENCY": "1", "PGAPPNAME": "hilapp-default"},
         )
         launch_s = launch(env, characters, args.seed)
-        return sample(args, procs, api, fakes_url, database, characters, launch_s, psycopg)
+        return sample(args, procs, apis, fakes_url, database, characters, launch_s, psycopg)
     finally:
         procs.stop()
         if args.show_logs:
@@ -292,7 +298,7 @@ def run(args: argparse.Namespace, var_dir: str) -> dict[str, Any]:
 def sample(
     args: argparse.Namespace,
     procs: Processes,
-    api: subprocess.Popen[bytes],
+    apis: list[subprocess.Popen[bytes]],
     fakes_url: str,
     database: str,
     characters: int,
@@ -301,7 +307,12 @@ def sample(
 ) -> dict[str, Any]:
     latency_s = args.latency_ms / 1000
     started = time.monotonic()
-    cpu_start = tree_cpu_seconds(api.pid)
+    api = apis[0]
+
+    def api_cpu_seconds() -> float:
+        return sum(tree_cpu_seconds(proc.pid) for proc in apis)
+
+    cpu_start = api_cpu_seconds()
     answered_start = sum(fake_stats(fakes_url)["answered"].values())
     window_start: float | None = None
     profiler: subprocess.Popen[bytes] | None = None
@@ -325,13 +336,13 @@ def sample(
                 if len(window) % 8 == 0 and pending_characters(conn) == 0:
                     ended = "work done"
                     break
-            if api.poll() is not None:
+            if any(proc.poll() is not None for proc in apis):
                 raise SystemExit(f"the api worker exited:\n{procs.log_tail('worker-api')}")
             if now - started > args.timeout:
                 ended = "timeout"
                 break
             time.sleep(max(0.0, SAMPLE_S - (time.monotonic() - now)))
-        cpu_s = tree_cpu_seconds(api.pid) - cpu_start
+        cpu_s = api_cpu_seconds() - cpu_start
         if profiler is not None:
             profiler.wait(timeout=args.duration + 60)
         final = fake_stats(fakes_url)
@@ -350,6 +361,7 @@ def sample(
     return {
         "latency_ms": args.latency_ms,
         "configured_concurrency": args.concurrency,
+        "api_worker_processes": args.processes,
         "db_pool_max_size": args.db_pool,
         "characters_launched": characters,
         "launch_s": round(launch_s, 1),
@@ -376,7 +388,10 @@ def sample(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--latency-ms", type=float, default=2000)
-    parser.add_argument("--concurrency", type=int, default=200, help="HILAPP_API_CONCURRENCY")
+    parser.add_argument("--concurrency", type=int, default=200, help="calls in flight in all")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="api worker processes sharing --concurrency"
+    )
     parser.add_argument("--db-pool", type=int, default=16, help="DB_POOL_MAX_SIZE (api worker)")
     parser.add_argument("--duration", type=float, default=60, help="steady window, seconds")
     parser.add_argument(
