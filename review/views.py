@@ -8,19 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from functools import wraps
-from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from hilapp.roles import is_admin, is_expert
+from hilapp.roles import is_admin, is_expert, role_required
 from review import selectors
 from review.agreement import expert_agreement, stage_agreement
 from review.guidelines import guideline_for
@@ -37,22 +33,8 @@ UNDO_MS_DEFAULT = 4000
 REVIEW_STAGES = (Stage.HV1, Stage.HV2, Stage.HV3, Stage.AUDIT)
 
 
-def _role_required(check: Callable[[Any], bool]) -> Callable[[View], View]:
-    def decorator(view: View) -> View:
-        @login_required
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not check(request.user):
-                raise PermissionDenied("Experts only.")
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
-
-
-expert_required = _role_required(is_expert)
-expert_or_admin_required = _role_required(lambda u: is_expert(u) or is_admin(u))
+expert_required = role_required(is_expert, "Experts only.")
+expert_or_admin_required = role_required(lambda u: is_expert(u) or is_admin(u), "Experts only.")
 
 
 def _stage(stage: str) -> Stage:

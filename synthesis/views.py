@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from hilapp.roles import is_admin
-from synthesis.export.downloads import export_downloads, format_guide
+from hilapp.roles import is_admin, role_required
+from synthesis.export.downloads import export_downloads
 from synthesis.export.jobs import export_job_start
 from synthesis.export.options import ExportError
+from synthesis.export.service import LAYOUT
 from synthesis.forms import BatchLaunchForm, ExportStartForm
 from synthesis.models import Batch, ExportJob
 from synthesis.services.batch_lifecycle import (
@@ -49,15 +46,7 @@ View = Callable[..., HttpResponse]
 DOWNLOAD_JOBS = 10
 
 
-def admin_only(view: View) -> View:
-    @login_required
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not is_admin(request.user):
-            raise PermissionDenied("Admins only.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
+admin_only = role_required(is_admin, "Admins only.")
 
 
 @admin_only
@@ -141,7 +130,7 @@ def exports(request: HttpRequest) -> HttpResponse:
     for job in jobs[:DOWNLOAD_JOBS]:
         job.downloads = export_downloads(job)  # type: ignore[attr-defined]
     status = 400 if request.method == "POST" else 200
-    context = {"form": form, "jobs": jobs, "formats_guide": format_guide()}
+    context = {"form": form, "jobs": jobs, "layout": LAYOUT}
     return render(request, "synthesis/exports.html", context, status=status)
 
 
