@@ -10,8 +10,8 @@ from rest_framework import serializers
 from rest_framework.reverse import reverse
 
 from synthesis.api.common import WholeNumberField, absolute_url
+from synthesis.export.downloads import published_files
 from synthesis.export.options import FORMATS, MIN_SHARD_MAX_BYTES
-from synthesis.export.publish import published_files
 from synthesis.models import Character, ExportJob, Frame, FrameCharacter, Story
 from synthesis.states import ApprovalPath
 

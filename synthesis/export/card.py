@@ -52,11 +52,13 @@ class DatasetStats:
     def sequence_lengths(self) -> Counter[int]:
         return Counter(self.story_frames.values())
 
+    def characters_used(self) -> set[int]:
+        return set().union(*self.characters.values())
+
     def summary(self, characters: dict[int, CharacterInfo]) -> dict[str, Any]:
-        used = set().union(*self.characters.values()) if self.characters else set()
         joint = Counter(
             f"{characters[c].subject_category} × {characters[c].profession_category}"
-            for c in used
+            for c in self.characters_used()
             if c in characters
         )
         return {
@@ -130,6 +132,31 @@ def _frequencies(path: Path, what: str, counter: Counter[str]) -> None:
     _save(fig, path)
 
 
+BARS = (  # plot and summary key, title, x label
+    ("characters_per_frame", "Characters per frame", "characters in the frame"),
+    ("frames_per_story", "Frames per story (sequence length)", "exported frames in the story"),
+)
+# Plots of one control each: (what, the DatasetStats counter).
+CONTROLS = (("pose", "poses"), ("expression", "expressions"), ("composition", "compositions"))
+# The card's statistics sections: heading, plots (``card/<name>.png``), tables (summary key,
+# column head).
+SECTIONS: tuple[tuple[str, list[str], list[tuple[str, str]]], ...] = (
+    ("Characters per frame", ["characters_per_frame"], [("characters_per_frame", "characters")]),
+    ("Sequence length (frames per story)", ["frames_per_story"], [("frames_per_story", "frames")]),
+    (
+        "Subject category × profession category",
+        ["subject_x_profession"],
+        [("subject_x_profession", "subject × profession")],
+    ),
+    (
+        "Pose, expression and composition frequencies",
+        [f"{what}_frequencies" for what, _ in CONTROLS],
+        [(key, what) for what, key in CONTROLS],
+    ),
+    ("Genres and approval paths", [], [("genres", "genre"), ("approval_paths", "approval path")]),
+)
+
+
 def write_card(
     out: Path,
     *,
@@ -141,25 +168,14 @@ def write_card(
     """Draw the plots and write ``README.md``."""
     plots = out / PLOT_DIR
     plots.mkdir(parents=True, exist_ok=True)
-    used = sorted(set().union(*stats.characters.values()) if stats.characters else set())
-    infos = [characters[c] for c in used if c in characters]
-    _bar(
-        plots / "characters_per_frame.png",
-        _sorted(stats.character_count),
-        "Characters per frame",
-        "characters in the frame",
-    )
-    _bar(
-        plots / "frames_per_story.png",
-        _sorted(stats.sequence_lengths()),
-        "Frames per story (sequence length)",
-        "exported frames in the story",
-    )
+    summary = stats.summary(characters)
+    for name, title, xlabel in BARS:
+        _bar(plots / f"{name}.png", summary[name], title, xlabel)
+    infos = [characters[c] for c in sorted(stats.characters_used()) if c in characters]
     _heatmap(plots / "subject_x_profession.png", infos)
-    _frequencies(plots / "pose_frequencies.png", "pose", stats.poses)
-    _frequencies(plots / "expression_frequencies.png", "expression", stats.expressions)
-    _frequencies(plots / "composition_frequencies.png", "composition", stats.compositions)
-    (out / "README.md").write_text(_card_text(stats.summary(characters), manifest_counts, layout))
+    for what, counter in CONTROLS:
+        _frequencies(plots / f"{what}_frequencies.png", what, getattr(stats, counter))
+    (out / "README.md").write_text(_card_text(summary, manifest_counts, layout))
 
 
 def _table(counts: dict[str, int], head: str) -> str:
@@ -168,8 +184,19 @@ def _table(counts: dict[str, int], head: str) -> str:
     return "\n".join(lines)
 
 
+def _section(
+    summary: dict[str, Any], heading: str, plots: list[str], tables: list[tuple[str, str]]
+) -> str:
+    parts = [f"### {heading}"]
+    if plots:
+        parts.append("\n".join(f"![{p.replace('_', ' ')}]({PLOT_DIR}/{p}.png)" for p in plots))
+    parts += [_table(summary[key], head) for key, head in tables]
+    return "\n\n".join(parts)
+
+
 def _card_text(summary: dict[str, Any], counts: dict[str, Any], layout: dict[str, str]) -> str:
     layout_lines = "\n".join(f"- `{path}`: {what}" for path, what in layout.items())
+    statistics = "\n\n".join(_section(summary, *section) for section in SECTIONS)
     return f"""---
 license: other
 task_categories:
@@ -202,39 +229,5 @@ characters by split: {summary["characters"]}.
 
 ## Statistics
 
-### Characters per frame
-
-![characters per frame](card/characters_per_frame.png)
-
-{_table(summary["characters_per_frame"], "characters")}
-
-### Sequence length (frames per story)
-
-![frames per story](card/frames_per_story.png)
-
-{_table(summary["frames_per_story"], "frames")}
-
-### Subject category × profession category
-
-![subject x profession](card/subject_x_profession.png)
-
-{_table(summary["subject_x_profession"], "subject × profession")}
-
-### Pose, expression and composition frequencies
-
-![pose frequencies](card/pose_frequencies.png)
-![expression frequencies](card/expression_frequencies.png)
-![composition frequencies](card/composition_frequencies.png)
-
-{_table(summary["poses"], "pose")}
-
-{_table(summary["expressions"], "expression")}
-
-{_table(summary["compositions"], "composition")}
-
-### Genres and approval paths
-
-{_table(summary["genres"], "genre")}
-
-{_table(summary["approval_paths"], "approval path")}
+{statistics}
 """

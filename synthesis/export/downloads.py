@@ -1,8 +1,11 @@
-"""Selector: the files of a finished export as browser download links, with what each holds.
+"""A finished export's files for users: published to shared storage, listed as download links.
 
-Exports published to shared storage (S3) have signed URLs in the job's manifest; exports that
-stay on the server's disk are streamed by the API's ``files`` action, which a logged-in admin's
-session may call. The file list of a local export is read from its manifest.json.
+An export is written by a worker into its own folder. On the embedded defaults web and worker
+share that disk, and the API's ``files`` action (which a logged-in admin's session may call)
+streams files from it; the file list is read from the folder's manifest.json. In production they
+share nothing but the database and the bucket: the worker copies the finished folder into the
+media storage under ``exports/export-<id>/``, and each file is listed with a signed, expiring
+URL (the bucket's presigned URL on S3).
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from synthesis.export.publish import published_files
+from hilapp.media import media_url
 from synthesis.export.service import LAYOUT, MANIFEST_NAME
 from synthesis.models import ExportJob
 from synthesis.states import ExportStatus
@@ -24,14 +30,40 @@ from synthesis.states import ExportStatus
 DOWNLOADS_SHOWN = 200
 
 
-def _pattern(layout_path: str) -> str:
-    """LAYOUT's "webdataset/{train,heldout}/frames-NNNNN.tar" as a glob."""
-    return re.sub(r"\{[^}]*\}", "*", layout_path).replace("NNNNN", "*")
+def storage_is_shared() -> bool:
+    """Is media in a storage other processes reach (not this host's file system)?"""
+    return "FileSystemStorage" not in settings.MEDIA_STORAGE_BACKEND
+
+
+def export_publish(folder: Path, prefix: str) -> list[dict[str, Any]]:
+    """Copy every file of ``folder`` to ``prefix/…`` in the media storage; the published list.
+
+    A file left by an earlier, interrupted publish of the same job is replaced, not renamed.
+    """
+    published = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        relative = path.relative_to(folder).as_posix()
+        name = f"{prefix}/{relative}"
+        if default_storage.exists(name):
+            default_storage.delete(name)
+        with path.open("rb") as handle:
+            saved = default_storage.save(name, File(handle, name=path.name))
+        published.append({"name": relative, "storage_name": saved, "bytes": path.stat().st_size})
+    return published
+
+
+def published_files(manifest: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The published files of a finished job, each with a signed URL (empty if unpublished)."""
+    return [
+        {"name": f["name"], "bytes": f["bytes"], "url": media_url(f["storage_name"])}
+        for f in (manifest or {}).get("published") or []
+    ]
 
 
 def file_description(path: str) -> str:
     for layout_path, (_fmt, what) in LAYOUT.items():
-        if fnmatch.fnmatch(path, _pattern(layout_path)):
+        # LAYOUT's "webdataset/{train,heldout}/frames-NNNNN.tar" as a glob
+        if fnmatch.fnmatch(path, re.sub(r"\{[^}]*\}|NNNNN", "*", layout_path)):
             return what
     if path.startswith("omnigen2/"):
         return "an image that the OmniGen2 lines refer to"
@@ -67,11 +99,3 @@ def export_downloads(job: ExportJob) -> dict[str, Any]:
         "count": len(files),
         "where": "shared storage (signed links)" if published else "the server's disk",
     }
-
-
-def format_guide() -> list[dict[str, str]]:
-    """What each export format writes, for the exports page (from the export's own layout)."""
-    return [
-        {"path": path, "format": fmt or "every export", "what": what}
-        for path, (fmt, what) in LAYOUT.items()
-    ]

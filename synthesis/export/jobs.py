@@ -17,9 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from synthesis.dispatch import send_on_commit
+from synthesis.export.downloads import export_publish, storage_is_shared
 from synthesis.export.options import ExportError, options_from_params
-from synthesis.export.publish import export_publish, storage_is_shared
 from synthesis.export.service import dataset_export
+from synthesis.export.splits import SPLITS
 from synthesis.models import ExportJob
 from synthesis.states import ExportStatus
 from synthesis.transitions import transition
@@ -91,7 +92,6 @@ def export_job_run(*, job_id: int) -> None:
         if expected:
             return
         raise
-    counts = manifest["counts"]
     published = None
     if storage_is_shared():
         published = export_publish(Path(job.out_dir), f"exports/export-{job.pk}")
@@ -104,8 +104,8 @@ def export_job_run(*, job_id: int) -> None:
         # The job keeps the manifest but its file list (that stays in manifest.json).
         manifest={k: v for k, v in manifest.items() if k != "files"}
         | {"file_count": len(manifest["files"]), "published": published},
-        done=counts["frames"],
-        total=counts["frames"],
+        done=manifest["counts"]["frames"],
+        total=manifest["counts"]["frames"],
         finished_at=timezone.now(),
     )
 
@@ -115,9 +115,8 @@ def export_jobs_requeue_stalled(*, stalled_after_s: float) -> int:
     it again (its partial folder is discarded by the next run)."""
     cutoff = timezone.now() - timedelta(seconds=stalled_after_s)
     requeued = 0
-    for pk in ExportJob.objects.filter(
-        status=ExportStatus.RUNNING, updated_at__lt=cutoff
-    ).values_list("pk", flat=True):
+    stalled = ExportJob.objects.filter(status=ExportStatus.RUNNING, updated_at__lt=cutoff)
+    for pk in stalled.values_list("pk", flat=True):
         with transaction.atomic():
             if transition(
                 ExportJob,
@@ -137,4 +136,4 @@ def export_latest_splits() -> dict[int, str]:
     story_ids = ((job.manifest or {}).get("splits") or {}).get("story_ids") if job else None
     if not story_ids:
         return {}
-    return {sid: split for split in ("train", "heldout") for sid in story_ids.get(split, [])}
+    return {sid: split for split in SPLITS for sid in story_ids.get(split, [])}

@@ -30,9 +30,7 @@ class ExportOptions:
     seed: int = 0
 
     def as_params(self) -> dict[str, Any]:
-        params = asdict(self)
-        params["formats"] = list(self.formats)
-        return params
+        return asdict(self) | {"formats": list(self.formats)}
 
 
 def parse_formats(value: str | Iterable[str]) -> tuple[str, ...]:
@@ -93,9 +91,8 @@ def check_out_dir(out: Path) -> None:
             f"{out} is a non-empty folder that is not a previous export; "
             "give an empty or new folder."
         )
-    parent = out.parent
-    if not parent.is_dir():
-        raise ExportError(f"The parent folder {parent} does not exist.")
+    if not out.parent.is_dir():
+        raise ExportError(f"The parent folder {out.parent} does not exist.")
 
 
 def is_previous_export(out: Path) -> bool:

@@ -47,7 +47,8 @@ class ParquetIndex:
         )
 
     def add(self, row: dict[str, Any]) -> None:
-        self._buffer.append(row)
+        """Add a row: the SCHEMA's columns of ``row`` (a KeyError if one is missing)."""
+        self._buffer.append({name: row[name] for name in SCHEMA.names})
         if len(self._buffer) >= ROW_GROUP:
             self._flush()
 

@@ -20,32 +20,23 @@ from synthesis.states import ApprovalPath, AuditStatus, CharacterStatus, FrameSt
 
 CHUNK = 2000
 WITHHELD_AUDITS = (AuditStatus.PENDING, AuditStatus.REJECTED)
-
-
-def story_statuses(*, include_partial: bool) -> list[str]:
-    statuses = [StoryStatus.COMPLETE.value]
-    if include_partial:
-        statuses.append(StoryStatus.APPROVED.value)
-    return statuses
+UNLOCKED = [s for s in CharacterStatus.values if s != CharacterStatus.LOCKED]
 
 
 def exportable_frames(*, include_partial: bool = False) -> QuerySet[Frame]:
     """Frames that may leave, in export order."""
+    stories = [StoryStatus.COMPLETE, *([StoryStatus.APPROVED] if include_partial else [])]
     return (
         Frame.objects.filter(
             status=FrameStatus.APPROVED,
             approval_path__in=ApprovalPath.values,
-            story__status__in=story_statuses(include_partial=include_partial),
+            story__status__in=stories,
         )
         .exclude(image="")
         .exclude(audit__in=WITHHELD_AUDITS)
-        .exclude(cast__character__status__in=_unlocked())
+        .exclude(cast__character__status__in=UNLOCKED)
         .order_by("story_id", "index")
     )
-
-
-def _unlocked() -> list[str]:
-    return [s for s in CharacterStatus.values if s != CharacterStatus.LOCKED]
 
 
 class CastEntry(NamedTuple):
@@ -83,20 +74,20 @@ class FrameRecord:
     synthesizer_model: str
     arbitrator_model: str
     cast: list[CastEntry] = field(default_factory=list)
-    all_locked: bool = True  # every character of the cast is (still) locked
 
     @property
     def key(self) -> str:
-        return sample_key(self.story_id, self.index)
+        """The frame's WebDataset sample key: no dots, sorts in export order."""
+        return f"s{self.story_id:07d}_f{self.index:03d}"
+
+    @property
+    def all_locked(self) -> bool:
+        """Is every character of the cast (still) locked?"""
+        return all(c.cid for c in self.cast)
 
     @property
     def cids(self) -> list[str]:
         return [c.cid for c in self.cast]
-
-
-def sample_key(story_id: int, index: int) -> str:
-    """A frame's WebDataset sample key: no dots, sorts in export order."""
-    return f"s{story_id:07d}_f{index:03d}"
 
 
 def locked_characters() -> dict[int, CharacterInfo]:
@@ -109,18 +100,13 @@ def locked_characters() -> dict[int, CharacterInfo]:
 def story_characters(*, include_partial: bool) -> dict[int, frozenset[int]]:
     """Story id → ids of the characters in its exportable frames (for the held-out split)."""
     frames = exportable_frames(include_partial=include_partial)
-    pairs = (
-        FrameCharacter.objects.filter(frame__in=frames.values("id"))
-        .values_list("frame__story_id", "character_id")
-        .order_by("frame__story_id", "character_id")
-        .distinct()
-    )
+    # A frame that shows nobody gives (story, None): its story still counts, with no characters.
+    pairs = frames.values_list("story_id", "cast__character_id").order_by().distinct()
     acc: dict[int, set[int]] = {}
     for story_id, character_id in pairs.iterator(chunk_size=CHUNK):
-        acc.setdefault(story_id, set()).add(character_id)
-    # Stories whose exportable frames show nobody still count (with no characters).
-    for story_id in frames.values_list("story_id", flat=True).distinct().iterator(CHUNK):
-        acc.setdefault(story_id, set())
+        cast = acc.setdefault(story_id, set())
+        if character_id is not None:
+            cast.add(character_id)
     return {k: frozenset(v) for k, v in sorted(acc.items())}
 
 
@@ -149,9 +135,7 @@ def frame_records(
         for frame_id, character_id, pid, eid, ctag in cast.values_list(
             "frame_id", "character_id", "pid", "eid", "ctag"
         ):
-            info = characters.get(character_id)
-            if info is None:  # unlocked since the export began: the frame must not leave
-                by_id[frame_id].all_locked = False
+            info = characters.get(character_id)  # None: unlocked since the export began
             cid = info.cid if info else ""
             by_id[frame_id].cast.append(CastEntry(character_id, cid, pid, eid, ctag))
         yield from chunk

@@ -107,6 +107,7 @@ class _Writers:
         self.jsonl: dict[str, BinaryIO] = {}
         self.digests: dict[Path, str] = {}  # of files whose sha256 is known without reading them
         self.skipped = 0  # frames that left the selection or crossed the split meanwhile
+        self.stats = DatasetStats()
 
     def shard(self, split: str, prefix: str, key: str, members: dict[str, bytes]) -> str:
         if (split, prefix) not in self.shards:
@@ -116,6 +117,7 @@ class _Writers:
 
     def frame(self, record: FrameRecord, split: str, image: bytes | int) -> None:
         """Write one frame; ``image`` is its bytes, or only their count when no image leaves."""
+        self.stats.add(record, split)
         meta = frame_metadata(record, split)
         shard = omni = ""
         if "webdataset" in self.formats:
@@ -137,23 +139,14 @@ class _Writers:
             self.jsonl[split].write(dumps({**line, "output_image": omni}) + b"\n")
         if self.parquet is not None:
             self.parquet.add(
-                {
-                    "key": record.key,
-                    "split": split,
-                    "story_id": record.story_id,
-                    "frame_index": record.index,
-                    "genre": record.genre,
-                    "story_title": record.title,
+                meta
+                | {
                     "frame_text": record.text,
-                    "approval_path": record.approval_path,
-                    "audit": record.audit,
                     "synthesizer_model": record.synthesizer_model,
                     "arbitrator_model": record.arbitrator_model,
-                    "image_sha256": record.image_sha256,
                     "image_bytes": image if isinstance(image, int) else len(image),
                     "character_count": len(record.cast),
                     "cids": record.cids,
-                    "characters": meta["characters"],
                     "shard": shard,
                     "omnigen2_image": f"omnigen2/{omni}" if omni else "",
                 }
@@ -190,11 +183,11 @@ def dataset_export(
     try:
         writers = _Writers(tmp, options)
         try:
-            stats = _write_frames(writers, plan, characters, readers, progress)
-            _write_characters(writers, stats, characters)
+            _write_frames(writers, plan, characters, readers, progress or _no_progress)
+            _write_characters(writers, characters)
         finally:
             writers.close()
-        manifest = _write_manifest(writers, stats, plan, characters)
+        manifest = _write_manifest(writers, plan, characters)
         os.chmod(tmp, 0o755)
         _publish(tmp, out)
     except BaseException:
@@ -219,12 +212,11 @@ def _write_frames(
     plan: SplitPlan,
     characters: dict[int, CharacterInfo],
     readers: int,
-    progress: Progress | None,
-) -> DatasetStats:
+    progress: Progress,
+) -> None:
     """Stream the selected frames in order while the readers fetch their images."""
     include_partial = writers.options.include_partial_stories
     total = exportable_frames(include_partial=include_partial).count()
-    stats = DatasetStats()
     reads_images = bool(writers.formats & {"webdataset", "omnigen2"})
 
     def selected() -> Generator[tuple[FrameRecord, str], None, None]:
@@ -251,24 +243,22 @@ def _write_frames(
         contextlib.closing(selected()) as records,
         contextlib.closing(in_order(records, read, threads=readers)) as frames,
     ):
-        for (record, split), image in frames:
+        for done, ((record, split), image) in enumerate(frames, 1):
             writers.frame(record, split, image)
-            stats.add(record, split)
-            done += 1
-            if progress is not None and done % PROGRESS_EVERY == 0:
+            if done % PROGRESS_EVERY == 0:
                 progress(done, total)
-    if progress is not None:
-        progress(done, done)
-    return stats
+    progress(done, done)
 
 
-def _write_characters(
-    writers: _Writers, stats: DatasetStats, characters: dict[int, CharacterInfo]
-) -> None:
+def _no_progress(done: int, total: int) -> None:
+    pass
+
+
+def _write_characters(writers: _Writers, characters: dict[int, CharacterInfo]) -> None:
     """The CID templates of the characters each split shows, keyed by CID."""
     for split in SPLITS:
         used = sorted(
-            (characters[c] for c in stats.characters.get(split, ())), key=attrgetter("cid")
+            (characters[c] for c in writers.stats.characters.get(split, ())), key=attrgetter("cid")
         )
         for info in used:
             if not info.template:
@@ -285,10 +275,11 @@ def _write_characters(
 
 
 def _write_manifest(
-    writers: _Writers, stats: DatasetStats, plan: SplitPlan, characters: dict[int, CharacterInfo]
+    writers: _Writers, plan: SplitPlan, characters: dict[int, CharacterInfo]
 ) -> dict[str, Any]:
     """Draw the card, then write the manifest: the last file, so its presence means done."""
-    root, frames, stories = writers.root, stats.frames, stats.stories
+    root, stats = writers.root, writers.stats
+    frames, stories = stats.frames, stats.stories
     counts = {
         "frames": sum(frames.values()),
         "frames_train": frames.get("train", 0),
@@ -338,11 +329,8 @@ def _write_manifest(
 
 def _publish(tmp: Path, out: Path) -> None:
     """Move the finished folder onto ``out`` (replacing an empty folder or a previous export)."""
-    if not out.exists():
-        tmp.rename(out)
-        return
-    if not any(out.iterdir()):
-        os.replace(tmp, out)  # replaces an empty directory
+    if not out.exists() or not any(out.iterdir()):
+        os.replace(tmp, out)  # also replaces an empty directory
         return
     if not is_previous_export(out):
         raise ExportError(f"{out} became a non-empty folder that is not an export.")

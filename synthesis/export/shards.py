@@ -1,6 +1,6 @@
 """WebDataset shards: POSIX (ustar) tar, byte-identical for the same samples.
 
-Member headers are ``tarfile``'s, each with the same mtime, owner and mode, so the same
+Members are written by ``tarfile``, each with the same mtime, owner and mode, so the same
 samples in the same order always give the same bytes. A shard is closed before a sample would
 push it past ``max_bytes`` (a single sample larger than the limit gets a shard of its own).
 Shards are hashed as they are written, for the manifest.
@@ -9,10 +9,10 @@ Shards are hashed as they are written, for the manifest.
 from __future__ import annotations
 
 import hashlib
+import io
 import tarfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
 
 FIXED_MTIME = 946684800  # 2000-01-01T00:00:00Z
 BLOCK, RECORD = tarfile.BLOCKSIZE, tarfile.RECORDSIZE  # 512, 10240
@@ -23,20 +23,21 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def member_bytes(size: int) -> int:
-    """Bytes a member of ``size`` bytes takes in a tar: a header (keys are short: one block)
-    and its data padded to whole blocks."""
-    return BLOCK + size + -size % BLOCK
-
-
 def closed_size(size: int) -> int:
     """The size of a tar holding ``size`` bytes of members, once its end blocks are written."""
     return -(-(size + 2 * BLOCK) // RECORD) * RECORD
 
 
-def check_key(key: str) -> None:
-    if "." in key or "/" in key:
-        raise ValueError(f"a sample key must not contain dots or slashes: {key!r}")
+class _HashedFile(io.FileIO):
+    """A file that hashes what is written to it (a shard is not read back to be hashed)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, "wb")
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.sha256.update(data)
+        return super().write(data)
 
 
 class ShardWriter:
@@ -48,48 +49,42 @@ class ShardWriter:
         self.max_bytes = max_bytes
         self.paths: list[Path] = []
         self.digests: dict[Path, str] = {}  # sha256 of each closed shard
-        self._file: BinaryIO | None = None
-        self._sha256 = hashlib.sha256()
-        self._size = 0
+        self._tar: tarfile.TarFile | None = None
 
     def write(self, key: str, members: Mapping[str, bytes]) -> Path:
         """Write one sample (``{extension: bytes}``, in the order given); return its shard."""
-        check_key(key)
-        size = sum(member_bytes(len(data)) for data in members.values())
-        if self._file is None or (self._size and closed_size(self._size + size) > self.max_bytes):
+        if "." in key or "/" in key:
+            raise ValueError(f"a sample key must not contain dots or slashes: {key!r}")
+        # Each member takes a header block (keys are short) and its data in whole blocks.
+        size = sum(BLOCK + len(data) + -len(data) % BLOCK for data in members.values())
+        if self._tar is None or (
+            self._tar.offset and closed_size(self._tar.offset + size) > self.max_bytes
+        ):
             self._open_next()
+        assert self._tar is not None
         for ext, data in members.items():
             info = tarfile.TarInfo(f"{key}.{ext}")  # uid, gid 0, no owner names, mode 0644
             info.size, info.mtime = len(data), FIXED_MTIME
-            self._put(info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict"))
-            self._put(data)  # written as it is, not copied through a file object
-            self._put(bytes(-len(data) % BLOCK))
+            self._tar.addfile(info, io.BytesIO(data))
         return self.paths[-1]
 
-    def _put(self, data: bytes) -> None:
-        assert self._file is not None
-        self._sha256.update(data)
-        self._file.write(data)
-        self._size += len(data)
-
     def _open_next(self) -> None:
-        self._finish()
+        self.close()
         path = self.folder / f"{self.prefix}-{len(self.paths):05d}.tar"
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "wb")  # noqa: SIM115 - closed by _finish
-        self._sha256, self._size = hashlib.sha256(), 0
+        self._tar = tarfile.TarFile(
+            fileobj=_HashedFile(path), mode="w", format=tarfile.USTAR_FORMAT
+        )
         self.paths.append(path)
 
-    def _finish(self) -> None:
-        if self._file is not None:
-            self._put(bytes(closed_size(self._size) - self._size))  # the end-of-archive blocks
-            self._file.close()
-            self.digests[self.paths[-1]] = self._sha256.hexdigest()
-            self._file = None
-
-    def close(self) -> list[Path]:
-        self._finish()
-        return self.paths
+    def close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()  # writes the end-of-archive blocks
+            handle = self._tar.fileobj
+            assert isinstance(handle, _HashedFile)
+            handle.close()
+            self.digests[self.paths[-1]] = handle.sha256.hexdigest()
+            self._tar = None
 
     def __enter__(self) -> ShardWriter:
         return self

@@ -36,12 +36,11 @@ class SplitPlan:
         or appeared after the plan was made, or a character crossed the line since)."""
         if self.train_stories is None:
             return TRAIN
-        if story_id in self.heldout_stories:
-            ok = all(c in self.heldout_characters for c in character_ids)
-            return HELDOUT if ok else None
-        if story_id in self.train_stories:
-            ok = not any(c in self.heldout_characters for c in character_ids)
-            return TRAIN if ok else None
+        held = [c in self.heldout_characters for c in character_ids]
+        if story_id in self.heldout_stories and all(held):
+            return HELDOUT
+        if story_id in self.train_stories and not any(held):
+            return TRAIN
         return None
 
 
