@@ -73,11 +73,14 @@ def test_admin_launches_a_batch_watches_it_finish_and_opens_statistics(
     page.wait_for_selector("#batch-live")
     batch = Batch.objects.get()
     assert batch.requested == 4 and batch.params["subject_categories"] == ["mammal"]
+    # Machine work ends; what remains waits for HV1 and is not counted as done.
     page.wait_for_function(
-        "parseFloat(document.getElementById('progress-percent').textContent) === 100",
+        "document.getElementById('progress-machine').textContent.trim() === '0'",
         timeout=180_000,
     )
-    assert page.inner_text("#progress-count").startswith("4 of 4")
+    done = int(page.inner_text("#progress-count").split(" of ")[0])
+    waiting = int(page.inner_text("#progress-humans"))
+    assert page.inner_text("#progress-count").endswith("of 4") and done + waiting == 4
     assert Character.objects.filter(batch=batch, status__in=["drafting", "rendering"]).count() == 0
     page.screenshot(path=str(shots / "batch-detail.png"), full_page=True)
 

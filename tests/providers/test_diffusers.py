@@ -311,11 +311,17 @@ def test_real_gpu_worker_consumes_only_after_its_warm_up(
     from hilapp.celery import app
     from tests.conftest import ROOT, wait_until
 
-    app.send_task("tests.probe_not_a_task", queue="gpu")  # waiting before the worker starts
-    broker = redis.Redis.from_url(celery_workers.env["CELERY_BROKER_URL"])
+    # A Redis broker of its own on either pass (the queue length is read from Redis).
+    broker_url = "redis://127.0.0.1:6379/13"
+    broker = redis.Redis.from_url(broker_url)
+    broker.delete("gpu")
+    with app.connection_for_write(broker_url) as connection:
+        # waiting before the worker starts
+        app.send_task("tests.probe_not_a_task", queue="gpu", connection=connection)
     assert broker.llen("gpu") == 1
     env = dict(
         celery_workers.env,
+        CELERY_BROKER_URL=broker_url,
         DIFFUSERS_FLUX_PATH=str(flux_path),
         DIFFUSERS_PROFILE="lossless",
         DIFFUSERS_WARMUP_SIZES="32x32",
