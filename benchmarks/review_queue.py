@@ -15,7 +15,8 @@ The database (``--db``, default ``hilapp_bench`` on ``--server``) is created if 
 data is generated in SQL (``generate_series``): the oldest 900,000 items are decided (three
 votes each, a fourth on 200,000 HV3 splits), the newest 100,000 are open with 0, 1 or 2 votes;
 votes come from 200 experts, of whom the 50 benchmark experts are part, so the queue has to
-skip items they already voted on. Historical audit events are not generated.
+skip items they already voted on. Each vote has the lease it was cast under, so the lease table
+is as large as months of reviewing make it. Historical audit events are not generated.
 """
 
 from __future__ import annotations
@@ -105,6 +106,15 @@ LOAD_SQL = [
     CROSS JOIN LATERAL generate_series(0, i.votes_count - 1) AS k
     JOIN bench_experts u ON u.n = (7 * i.id + 53 * k) % 200
     """,
+    # Leases: every historical vote was cast under a lease (a look), so the lease table is as
+    # large as it is after months of reviewing and the queue's plans are the ones it gets then.
+    """
+    INSERT INTO review_reviewlease (item_id, expert_id, status, acquired_at, expires_at,
+        ended_at)
+    SELECT item_id, expert_id, 'voted', created_at - interval '30 seconds',
+        created_at + interval '570 seconds', created_at
+    FROM review_vote
+    """,
     """
     INSERT INTO review_reviewdecision (item_id, stage, subject_id, choice, deciding_vote_id,
         comment_summary, image_name, instruction, decided_at)
@@ -145,7 +155,12 @@ def load(server: str, db: str) -> None:
             t0 = time.perf_counter()
             cur.execute(sql)
             print(f"  {sql.split()[2]}: {cur.rowcount:,} rows in {time.perf_counter() - t0:.1f} s")
-        for table in ("review_reviewitem", "review_vote", "review_reviewdecision"):
+        for table in (
+            "review_reviewitem",
+            "review_vote",
+            "review_reviewlease",
+            "review_reviewdecision",
+        ):
             cur.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"(SELECT max(id) FROM {table}))"
@@ -167,6 +182,9 @@ def _expert_thread(
     expert = get_user_model().objects.get(pk=user_id)
     stage = STAGES[seed % len(STAGES)]
     deadline = time.monotonic() + seconds
+    # Experts arrive at random moments over the first think time, as a team does, rather than
+    # all on the same millisecond (a burst that only a benchmark's start produces).
+    time.sleep(rng.uniform(0, think_ms / 1000))
     try:
         while time.monotonic() < deadline:
             t0 = time.perf_counter()

@@ -108,6 +108,13 @@ class ReviewLease(models.Model):
                 condition=Q(status="active"),
                 name="review_lease_active_expert",
             ),
+            # The queue skips what an expert passed on recently: without this index that lookup
+            # reads every lease ever given (one per look, millions over a dataset).
+            models.Index(
+                fields=["expert", "ended_at"],
+                condition=Q(status="skipped"),
+                name="review_lease_skipped_expert",
+            ),
         ]
 
     def __str__(self) -> str:
