@@ -210,13 +210,6 @@ def _expert_thread(
             except VoteRefused as exc:
                 out["refused"].append(1)
                 out.setdefault(f"refused:{exc.code}", []).append(1)
-                if exc.code == "already_voted" and os.environ.get("BENCH_DEBUG"):
-                    from review.models import Vote
-
-                    prior = Vote.objects.filter(item_id=item.pk, expert=expert).values_list(
-                        "pk", "idempotency_key", "created_at"
-                    )
-                    print("already voted:", item.pk, expert.pk, list(prior), flush=True)
     except Exception as exc:
         out.setdefault(f"error:{type(exc).__name__}: {exc}", []).append(1)
         raise
