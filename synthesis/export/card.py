@@ -1,9 +1,7 @@
 """Dataset statistics, their plots and the dataset card (``README.md``).
 
-Statistics are counters filled while frames stream past (their size depends on the vocabulary
-and the number of stories, not on images). Plots are drawn with matplotlib's Agg canvas (no
-pyplot global state) and saved without the software/date metadata, so the same statistics give
-byte-identical PNGs.
+Plots are drawn on matplotlib's Agg canvas (no pyplot global state) and saved without the
+software/date metadata, so the same statistics give byte-identical PNGs.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ PLOT_DIR = "card"
 
 
 @dataclass
-class DatasetStats:
+class DatasetStats:  # counters filled as frames stream past: their size does not grow with them
     frames: Counter[str] = field(default_factory=Counter)  # by split
     stories: dict[str, set[int]] = field(default_factory=dict)  # by split
     characters: dict[str, set[int]] = field(default_factory=dict)  # by split
@@ -37,36 +35,29 @@ class DatasetStats:
     def add(self, record: FrameRecord, split: str) -> None:
         self.frames[split] += 1
         self.stories.setdefault(split, set()).add(record.story_id)
-        chars = self.characters.setdefault(split, set())
+        self.characters.setdefault(split, set()).update(c.character_id for c in record.cast)
         self.character_count[len(record.cast)] += 1
         if record.story_id not in self.story_frames:
             self.genres[record.genre] += 1
         self.story_frames[record.story_id] += 1
         self.approval_paths[record.approval_path] += 1
-        for entry in record.cast:
-            chars.add(entry.character_id)
-            self.poses[entry.pid] += 1
-            self.expressions[entry.eid] += 1
-            self.compositions[entry.ctag] += 1
+        self.poses.update(c.pid for c in record.cast)
+        self.expressions.update(c.eid for c in record.cast)
+        self.compositions.update(c.ctag for c in record.cast)
 
-    def sequence_lengths(self) -> Counter[int]:
-        return Counter(self.story_frames.values())
-
-    def characters_used(self) -> set[int]:
-        return set().union(*self.characters.values())
+    def shown(self, characters: dict[int, CharacterInfo]) -> list[CharacterInfo]:
+        """The characters the frames show, by id (all locked: no other character leaves)."""
+        return [characters[c] for c in sorted(set().union(*self.characters.values()))]
 
     def summary(self, characters: dict[int, CharacterInfo]) -> dict[str, Any]:
-        joint = Counter(
-            f"{characters[c].subject_category} × {characters[c].profession_category}"
-            for c in self.characters_used()
-            if c in characters
-        )
+        shown = self.shown(characters)
+        joint = Counter(f"{c.subject_category} × {c.profession_category}" for c in shown)
         return {
             "frames": dict(sorted(self.frames.items())),
             "stories": {k: len(v) for k, v in sorted(self.stories.items())},
             "characters": {k: len(v) for k, v in sorted(self.characters.items())},
             "characters_per_frame": _sorted(self.character_count),
-            "frames_per_story": _sorted(self.sequence_lengths()),
+            "frames_per_story": _sorted(Counter(self.story_frames.values())),
             "genres": _sorted(self.genres),
             "approval_paths": _sorted(self.approval_paths),
             "poses": _sorted(self.poses),
@@ -90,19 +81,16 @@ def _bar(path: Path, counts: dict[str, int], title: str, xlabel: str) -> None:
     ax = fig.add_subplot()
     ax.bar(range(len(counts)), list(counts.values()), color="#4c72b0")
     ax.set_xticks(range(len(counts)), list(counts))
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("count")
+    ax.set(title=title, xlabel=xlabel, ylabel="count")
     fig.tight_layout()
     _save(fig, path)
 
 
 def _heatmap(path: Path, characters: list[CharacterInfo]) -> None:
-    rows = sorted({c.subject_category for c in characters}) or ["-"]
-    cols = sorted({c.profession_category for c in characters}) or ["-"]
-    grid = [[0] * len(cols) for _ in rows]
-    for c in characters:
-        grid[rows.index(c.subject_category)][cols.index(c.profession_category)] += 1
+    pairs = Counter((c.subject_category, c.profession_category) for c in characters)
+    rows = sorted({row for row, _ in pairs}) or ["-"]
+    cols = sorted({col for _, col in pairs}) or ["-"]
+    grid = [[pairs[row, col] for col in cols] for row in rows]
     fig = Figure(figsize=(7, 0.45 * len(rows) + 2))
     ax = fig.add_subplot()
     image = ax.imshow(grid, cmap="viridis", aspect="auto")
@@ -138,8 +126,7 @@ BARS = (  # plot and summary key, title, x label
 )
 # Plots of one control each: (what, the DatasetStats counter).
 CONTROLS = (("pose", "poses"), ("expression", "expressions"), ("composition", "compositions"))
-# The card's statistics sections: heading, plots (``card/<name>.png``), tables (summary key,
-# column head).
+# The card's statistics sections: heading, plots (card/<name>.png), tables (key, column head).
 SECTIONS: tuple[tuple[str, list[str], list[tuple[str, str]]], ...] = (
     ("Characters per frame", ["characters_per_frame"], [("characters_per_frame", "characters")]),
     ("Sequence length (frames per story)", ["frames_per_story"], [("frames_per_story", "frames")]),
@@ -166,38 +153,22 @@ def write_card(
     layout: dict[str, str],
 ) -> None:
     """Draw the plots and write ``README.md``."""
-    plots = out / PLOT_DIR
-    plots.mkdir(parents=True, exist_ok=True)
+    folder = out / PLOT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
     summary = stats.summary(characters)
     for name, title, xlabel in BARS:
-        _bar(plots / f"{name}.png", summary[name], title, xlabel)
-    infos = [characters[c] for c in sorted(stats.characters_used()) if c in characters]
-    _heatmap(plots / "subject_x_profession.png", infos)
+        _bar(folder / f"{name}.png", summary[name], title, xlabel)
+    _heatmap(folder / "subject_x_profession.png", stats.shown(characters))
     for what, counter in CONTROLS:
-        _frequencies(plots / f"{what}_frequencies.png", what, getattr(stats, counter))
-    (out / "README.md").write_text(_card_text(summary, manifest_counts, layout))
-
-
-def _table(counts: dict[str, int], head: str) -> str:
-    lines = [f"| {head} | count |", "|---|---:|"]
-    lines += [f"| {k} | {v} |" for k, v in counts.items()]
-    return "\n".join(lines)
-
-
-def _section(
-    summary: dict[str, Any], heading: str, plots: list[str], tables: list[tuple[str, str]]
-) -> str:
-    parts = [f"### {heading}"]
-    if plots:
-        parts.append("\n".join(f"![{p.replace('_', ' ')}]({PLOT_DIR}/{p}.png)" for p in plots))
-    parts += [_table(summary[key], head) for key, head in tables]
-    return "\n\n".join(parts)
-
-
-def _card_text(summary: dict[str, Any], counts: dict[str, Any], layout: dict[str, str]) -> str:
+        _frequencies(folder / f"{what}_frequencies.png", what, getattr(stats, counter))
     layout_lines = "\n".join(f"- `{path}`: {what}" for path, what in layout.items())
-    statistics = "\n\n".join(_section(summary, *section) for section in SECTIONS)
-    return f"""---
+    sections = []
+    for heading, plots, tables in SECTIONS:
+        images = "\n".join(f"![{p.replace('_', ' ')}]({PLOT_DIR}/{p}.png)" for p in plots)
+        parts = [f"### {heading}", images, *(_table(summary[k], head) for k, head in tables)]
+        sections.append("\n\n".join(part for part in parts if part))
+    statistics = "\n\n".join(sections)
+    card = f"""---
 license: other
 task_categories:
 - text-to-image
@@ -218,7 +189,7 @@ discarded, pending, hard-failed or withheld by an audit is included.
 The held-out split is character-disjoint: its stories use only held-out characters, and no
 held-out character appears in the training split. Stories that mix both are in neither.
 
-{_table({k: v for k, v in counts.items() if not isinstance(v, dict)}, "what")}
+{_table(manifest_counts, "what")}
 
 Frames by split: {summary["frames"]}; stories by split: {summary["stories"]};
 characters by split: {summary["characters"]}.
@@ -231,3 +202,9 @@ characters by split: {summary["characters"]}.
 
 {statistics}
 """
+    (out / "README.md").write_text(card)
+
+
+def _table(counts: dict[str, int], head: str) -> str:
+    rows = [f"| {k} | {v} |" for k, v in counts.items()]
+    return "\n".join([f"| {head} | count |", "|---|---:|", *rows])

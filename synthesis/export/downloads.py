@@ -1,11 +1,9 @@
 """A finished export's files for users: published to shared storage, listed as download links.
 
-An export is written by a worker into its own folder. On the embedded defaults web and worker
-share that disk, and the API's ``files`` action (which a logged-in admin's session may call)
-streams files from it; the file list is read from the folder's manifest.json. In production they
-share nothing but the database and the bucket: the worker copies the finished folder into the
-media storage under ``exports/export-<id>/``, and each file is listed with a signed, expiring
-URL (the bucket's presigned URL on S3).
+On the embedded defaults web and worker share a disk: the API's ``files`` action streams the
+files listed in the export folder's manifest.json. In production they share nothing but the
+database and the bucket: the worker copies the finished folder into the media storage under
+``exports/export-<id>/``, and each file is listed with a signed, expiring URL.
 """
 
 from __future__ import annotations
@@ -30,22 +28,17 @@ from synthesis.states import ExportStatus
 DOWNLOADS_SHOWN = 200
 
 
-def storage_is_shared() -> bool:
-    """Is media in a storage other processes reach (not this host's file system)?"""
-    return "FileSystemStorage" not in settings.MEDIA_STORAGE_BACKEND
-
-
-def export_publish(folder: Path, prefix: str) -> list[dict[str, Any]]:
-    """Copy every file of ``folder`` to ``prefix/…`` in the media storage; the published list.
-
-    A file left by an earlier, interrupted publish of the same job is replaced, not renamed.
-    """
+def export_publish(folder: Path, prefix: str) -> list[dict[str, Any]] | None:
+    """Copy every file of ``folder`` to ``prefix/…`` in the media storage; the published list, or
+    None when that storage is this host's disk (which web processes read directly). A file left
+    by an earlier, interrupted publish of the same job is replaced, not renamed."""
+    if "FileSystemStorage" in settings.MEDIA_STORAGE_BACKEND:
+        return None
     published = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
         name = f"{prefix}/{relative}"
-        if default_storage.exists(name):
-            default_storage.delete(name)
+        default_storage.delete(name)  # no-op when absent
         with path.open("rb") as handle:
             saved = default_storage.save(name, File(handle, name=path.name))
         published.append({"name": relative, "storage_name": saved, "bytes": path.stat().st_size})
@@ -65,9 +58,7 @@ def file_description(path: str) -> str:
         # LAYOUT's "webdataset/{train,heldout}/frames-NNNNN.tar" as a glob
         if fnmatch.fnmatch(path, re.sub(r"\{[^}]*\}|NNNNN", "*", layout_path)):
             return what
-    if path.startswith("omnigen2/"):
-        return "an image that the OmniGen2 lines refer to"
-    return ""
+    return "an image that the OmniGen2 lines refer to" if path.startswith("omnigen2/") else ""
 
 
 def _local_files(job: ExportJob) -> list[dict[str, Any]]:
@@ -94,8 +85,5 @@ def export_downloads(job: ExportJob) -> dict[str, Any]:
     files.sort(key=lambda f: (f["name"] != MANIFEST_NAME, f["name"]))
     for f in files:
         f["what"] = file_description(f["name"])
-    return {
-        "files": files[:DOWNLOADS_SHOWN],
-        "count": len(files),
-        "where": "shared storage (signed links)" if published else "the server's disk",
-    }
+    where = "shared storage (signed links)" if published else "the server's disk"
+    return {"files": files[:DOWNLOADS_SHOWN], "count": len(files), "where": where}

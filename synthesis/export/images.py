@@ -1,9 +1,8 @@
 """Stored images for an export: read through Django's storage API (the local disk and S3 alike)
 on a pool of threads, checked against their stored sha256, and handed back in export order.
 
-An export of 1024² frames moves about a megabyte per frame: its time goes to reading, hashing
-and writing bytes, which release the GIL, so threads overlap them (and overlap the latency of
-each request on S3). At most ``2 × threads`` images are held at once, whatever the export size.
+A 1024² frame is about a megabyte: reading, hashing and writing it release the GIL, so threads
+overlap them (and the latency of each request on S3).
 """
 
 from __future__ import annotations
@@ -22,21 +21,14 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def read_stored(name: str, *, what: str) -> bytes:
-    """The bytes of a stored image; ExportError naming ``what`` (a frame, a character) if it
-    cannot be read."""
+def read_stored(name: str, *, what: str, sha256: str = "") -> bytes:
+    """A stored image, refused unless it matches ``sha256`` (if given); errors name ``what``."""
     try:
         with default_storage.open(name, "rb") as handle:
             data: bytes = handle.read()
     except OSError as exc:
         raise ExportError(f"{what}: cannot read stored image {name} ({exc})") from None
-    return data
-
-
-def read_checked(name: str, sha256: str, *, what: str) -> bytes:
-    """A stored image, refused unless it is exactly what was stored."""
-    data = read_stored(name, what=what)
-    if hashlib.sha256(data).hexdigest() != sha256:
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
         raise ExportError(f"{what}: stored image does not match its sha256 (storage corrupted?)")
     return data
 
@@ -52,10 +44,9 @@ def stored_size(name: str, *, what: str) -> int:
 def in_order(
     items: Iterable[Item], work: Callable[[Item], Result], *, threads: int
 ) -> Generator[tuple[Item, Result], None, None]:
-    """``(item, work(item))`` for each item, in the order of ``items``, with up to ``2 ×
-    threads`` calls running or done ahead of the caller. ``items`` is iterated in the calling
-    thread (it may hold a database cursor). The first failure is raised in order; close the
-    generator to stop early (the calls not started are cancelled)."""
+    """``(item, work(item))`` for each item, in order, with up to ``2 × threads`` calls running or
+    done ahead; ``items`` is iterated in the calling thread (it may hold a database cursor). The
+    first failure is raised in order; closing the generator cancels the calls not started."""
     items = iter(items)
     for first in items:
         # The first call runs alone: a storage that sets itself up on first use does it once,

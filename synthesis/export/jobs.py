@@ -1,8 +1,5 @@
-"""Export jobs: started from the API (or the admin), run by a Celery worker.
-
-The job's folder is chosen by the server (``HILAPP_EXPORT_DIR``/``export-<id>``), never by the
-caller. Progress is written to the job row at most every ``PROGRESS_SECONDS``.
-"""
+"""Export jobs: started from the API (or the admin), run by a Celery worker, in a folder that the
+server chooses (``HILAPP_EXPORT_DIR``/``export-<id>``), never the caller."""
 
 from __future__ import annotations
 
@@ -17,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from synthesis.dispatch import send_on_commit
-from synthesis.export.downloads import export_publish, storage_is_shared
+from synthesis.export.downloads import export_publish
 from synthesis.export.options import ExportError, options_from_params
 from synthesis.export.service import dataset_export
 from synthesis.export.splits import SPLITS
@@ -62,52 +59,37 @@ def export_job_run(*, job_id: int) -> None:
         log.info("export %s is %s already; nothing to do", job.pk, job.status)
         return
     last = 0.0
+    row = ExportJob.objects.filter(pk=job.pk)
 
     def progress(done: int, total: int) -> None:
         nonlocal last
         now = time.monotonic()
         if now - last >= PROGRESS_SECONDS or done == total:
             last = now
-            ExportJob.objects.filter(pk=job.pk).update(
-                done=done, total=total, updated_at=timezone.now()
-            )
+            row.update(done=done, total=total, updated_at=timezone.now())
 
+    def finish(new: str, reason: str, **updates: Any) -> None:
+        updates["finished_at"] = timezone.now()
+        transition(ExportJob, job.pk, old=ExportStatus.RUNNING, new=new, reason=reason, **updates)
+
+    out = Path(job.out_dir)
     try:
-        Path(job.out_dir).parent.mkdir(parents=True, exist_ok=True)
-        manifest = dataset_export(
-            out=Path(job.out_dir), options=options_from_params(job.params), progress=progress
-        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        options = options_from_params(job.params)
+        manifest = dataset_export(out=out, options=options, progress=progress)
     except Exception as exc:
         expected = isinstance(exc, ExportError)  # bad data or parameters: said as it is
         error = str(exc) if expected else f"{type(exc).__name__}: {exc}"
-        transition(
-            ExportJob,
-            job.pk,
-            old=ExportStatus.RUNNING,
-            new=ExportStatus.FAILED,
-            reason=error if expected else "crashed",
-            error=error,
-            finished_at=timezone.now(),
-        )
+        finish(ExportStatus.FAILED, error if expected else "crashed", error=error)
         if expected:
             return
         raise
-    published = None
-    if storage_is_shared():
-        published = export_publish(Path(job.out_dir), f"exports/export-{job.pk}")
-    transition(
-        ExportJob,
-        job.pk,
-        old=ExportStatus.RUNNING,
-        new=ExportStatus.DONE,
-        reason="exported",
-        # The job keeps the manifest but its file list (that stays in manifest.json).
-        manifest={k: v for k, v in manifest.items() if k != "files"}
-        | {"file_count": len(manifest["files"]), "published": published},
-        done=manifest["counts"]["frames"],
-        total=manifest["counts"]["frames"],
-        finished_at=timezone.now(),
-    )
+    published = export_publish(out, f"exports/export-{job.pk}")
+    # The job keeps the manifest but its file list (that stays in manifest.json).
+    kept = {k: v for k, v in manifest.items() if k != "files"}
+    kept |= {"file_count": len(manifest["files"]), "published": published}
+    frames = manifest["counts"]["frames"]
+    finish(ExportStatus.DONE, "exported", manifest=kept, done=frames, total=frames)
 
 
 def export_jobs_requeue_stalled(*, stalled_after_s: float) -> int:
@@ -134,6 +116,4 @@ def export_latest_splits() -> dict[int, str]:
     """Story id → split in the latest finished export (empty when nothing was exported)."""
     job = ExportJob.objects.filter(status=ExportStatus.DONE).order_by("-id").first()
     story_ids = ((job.manifest or {}).get("splits") or {}).get("story_ids") if job else None
-    if not story_ids:
-        return {}
-    return {sid: split for split in SPLITS for sid in story_ids.get(split, [])}
+    return {sid: split for split in SPLITS for sid in (story_ids or {}).get(split, [])}

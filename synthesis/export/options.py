@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 FORMATS = ("webdataset", "parquet", "omnigen2")
 DEFAULT_SHARD_MAX_BYTES = 1 << 30  # 1 GiB, the usual WebDataset shard size
 MIN_SHARD_MAX_BYTES = 2 * 10240  # two tar records
 MANIFEST_NAME = "manifest.json"
-# What a previous export looks like: a folder that may be replaced by a new one.
-EXPORT_MARKER = "hilapp-dataset"
 
 
 class ExportError(ValueError):
@@ -36,18 +32,17 @@ class ExportOptions:
 def parse_formats(value: str | Iterable[str]) -> tuple[str, ...]:
     parts = value.split(",") if isinstance(value, str) else list(value)
     names = [p.strip().lower() for p in parts if p and p.strip()]
+    known = ", ".join(FORMATS)
     if not names:
-        raise ExportError(f"Give at least one format of: {', '.join(FORMATS)}.")
+        raise ExportError(f"Give at least one format of: {known}.")
     unknown = sorted(set(names) - set(FORMATS))
     if unknown:
-        raise ExportError(
-            f"Unknown format {', '.join(map(repr, unknown))}; known: {', '.join(FORMATS)}."
-        )
+        raise ExportError(f"Unknown format {', '.join(map(repr, unknown))}; known: {known}.")
     return tuple(f for f in FORMATS if f in names)  # canonical order, no duplicates
 
 
-def _int(params: Mapping[str, Any], name: str, default: int, minimum: int) -> int:
-    raw = params.get(name, default)
+def _int(params: Mapping[str, Any], name: str, minimum: int = 0) -> int:
+    raw = params.get(name, getattr(ExportOptions, name))  # the field's default
     if isinstance(raw, bool) or raw is None:
         raise ExportError(f"{name} must be an integer.")
     try:
@@ -69,35 +64,12 @@ def options_from_params(params: Mapping[str, Any]) -> ExportOptions:
         raise ExportError("include_partial_stories must be true or false.")
     options = ExportOptions(
         formats=parse_formats(params.get("formats", FORMATS)),
-        holdout_characters=_int(params, "holdout_characters", 0, 0),
-        holdout_stories=_int(params, "holdout_stories", 0, 0),
-        shard_max_bytes=_int(
-            params, "shard_max_bytes", DEFAULT_SHARD_MAX_BYTES, MIN_SHARD_MAX_BYTES
-        ),
+        holdout_characters=_int(params, "holdout_characters"),
+        holdout_stories=_int(params, "holdout_stories"),
+        shard_max_bytes=_int(params, "shard_max_bytes", MIN_SHARD_MAX_BYTES),
         include_partial_stories=partial,
-        seed=_int(params, "seed", 0, 0),
+        seed=_int(params, "seed"),
     )
     if options.holdout_stories and not options.holdout_characters:
         raise ExportError("Held-out stories need held-out characters (--holdout-characters).")
     return options
-
-
-def check_out_dir(out: Path) -> None:
-    """Refuse a destination that is a file, or a non-empty folder that is not an export."""
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} exists and is not a folder.")
-    if out.is_dir() and any(out.iterdir()) and not is_previous_export(out):
-        raise ExportError(
-            f"{out} is a non-empty folder that is not a previous export; "
-            "give an empty or new folder."
-        )
-    if not out.parent.is_dir():
-        raise ExportError(f"The parent folder {out.parent} does not exist.")
-
-
-def is_previous_export(out: Path) -> bool:
-    manifest = out / MANIFEST_NAME
-    try:
-        return bool(json.loads(manifest.read_text()).get("kind") == EXPORT_MARKER)
-    except (OSError, ValueError, AttributeError):
-        return False

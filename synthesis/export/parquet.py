@@ -39,15 +39,12 @@ class ParquetIndex:
     """Collect rows and flush them every ``ROW_GROUP`` rows (memory stays bounded)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
         self._buffer: list[dict[str, Any]] = []
         self._writer = pq.ParquetWriter(
             path, SCHEMA, compression="zstd", write_statistics=True, store_schema=True
         )
 
     def add(self, row: dict[str, Any]) -> None:
-        """Add a row: the SCHEMA's columns of ``row`` (a KeyError if one is missing)."""
         self._buffer.append({name: row[name] for name in SCHEMA.names})
         if len(self._buffer) >= ROW_GROUP:
             self._flush()

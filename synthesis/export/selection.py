@@ -1,9 +1,8 @@
 """Selectors: what may leave the system, streamed in a stable order.
 
 Only frames approved by the gate or by HV3, not withheld by a sampled audit, in complete stories
-(or approved stories still running, when partial stories are asked for), whose characters are
-all locked. Frames stream from a server-side cursor, their cast is read ``CHUNK`` frames at a
-time, so memory does not grow with the number of frames.
+(or approved ones still running, when asked), whose characters are all locked. Frames stream
+from a server-side cursor and their cast is read ``CHUNK`` frames at a time: memory stays flat.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from itertools import islice
 from typing import NamedTuple
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from synthesis.models import Character, Frame, FrameCharacter
 from synthesis.states import ApprovalPath, AuditStatus, CharacterStatus, FrameStatus, StoryStatus
@@ -23,7 +22,7 @@ WITHHELD_AUDITS = (AuditStatus.PENDING, AuditStatus.REJECTED)
 UNLOCKED = [s for s in CharacterStatus.values if s != CharacterStatus.LOCKED]
 
 
-def exportable_frames(*, include_partial: bool = False) -> QuerySet[Frame]:
+def exportable_frames(*, include_partial: bool) -> QuerySet[Frame]:
     """Frames that may leave, in export order."""
     stories = [StoryStatus.COMPLETE, *([StoryStatus.APPROVED] if include_partial else [])]
     return (
@@ -60,13 +59,13 @@ class CharacterInfo:
 
 
 @dataclass(slots=True)
-class FrameRecord:
-    frame_id: int
+class FrameRecord:  # fields (but the cast) named as the columns that frame_records reads
+    id: int
     story_id: int
     index: int
     genre: str
     title: str
-    text: str
+    frame_text: str
     image: str
     image_sha256: str
     approval_path: str
@@ -79,15 +78,6 @@ class FrameRecord:
     def key(self) -> str:
         """The frame's WebDataset sample key: no dots, sorts in export order."""
         return f"s{self.story_id:07d}_f{self.index:03d}"
-
-    @property
-    def all_locked(self) -> bool:
-        """Is every character of the cast (still) locked?"""
-        return all(c.cid for c in self.cast)
-
-    @property
-    def cids(self) -> list[str]:
-        return [c.cid for c in self.cast]
 
 
 def locked_characters() -> dict[int, CharacterInfo]:
@@ -114,27 +104,16 @@ def frame_records(
     *, include_partial: bool, characters: dict[int, CharacterInfo]
 ) -> Iterator[FrameRecord]:
     """Every exportable frame with its cast, in ``(story_id, index)`` order, streamed."""
-    frames = exportable_frames(include_partial=include_partial).values_list(
-        "id",
-        "story_id",
-        "index",
-        "story__genre",
-        "story__title",
-        "frame_text",
-        "image",
-        "image_sha256",
-        "approval_path",
-        "audit",
-        "synthesizer_model",
-        "arbitrator_model",
+    frames = exportable_frames(include_partial=include_partial).annotate(
+        genre=F("story__genre"), title=F("story__title")
     )
-    rows = frames.iterator(chunk_size=CHUNK)
+    columns = [f.name for f in fields(FrameRecord) if f.name != "cast"]
+    rows = frames.values_list(*columns).iterator(chunk_size=CHUNK)
     while chunk := [FrameRecord(*row) for row in islice(rows, CHUNK)]:
-        by_id = {record.frame_id: record for record in chunk}
+        by_id = {record.id: record for record in chunk}
         cast = FrameCharacter.objects.filter(frame_id__in=list(by_id)).order_by("frame_id", "slot")
-        for frame_id, character_id, pid, eid, ctag in cast.values_list(
-            "frame_id", "character_id", "pid", "eid", "ctag"
-        ):
+        entries = cast.values_list("frame_id", "character_id", "pid", "eid", "ctag")
+        for frame_id, character_id, pid, eid, ctag in entries:
             info = characters.get(character_id)  # None: unlocked since the export began
             cid = info.cid if info else ""
             by_id[frame_id].cast.append(CastEntry(character_id, cid, pid, eid, ctag))

@@ -1,10 +1,8 @@
 """``dataset_export``: write a dataset folder from the approved data, in one streaming pass.
 
-Frames stream from the database in export order while a pool of threads reads and checks their
-images (``images``); each frame is written in order (shard sample, OmniGen2 line and copy,
-Parquet row), then the CID templates, the card and, last, the manifest. All of it goes into a
-hidden sibling folder (``.<out>.partial-…``) renamed onto ``out`` only when complete, so a crash
-never leaves a half-written folder that looks like a finished export.
+Frames are written in export order while threads read and check their images ahead; then the CID
+templates, the card and, last, the manifest. All of it goes into a hidden sibling folder renamed
+onto ``out`` only when complete, so a crash never leaves a folder that looks like a finished one.
 """
 
 from __future__ import annotations
@@ -25,15 +23,8 @@ import orjson
 from django.conf import settings
 
 from synthesis.export.card import DatasetStats, write_card
-from synthesis.export.images import in_order, read_checked, read_stored, stored_size
-from synthesis.export.options import (
-    EXPORT_MARKER,
-    MANIFEST_NAME,
-    ExportError,
-    ExportOptions,
-    check_out_dir,
-    is_previous_export,
-)
+from synthesis.export.images import in_order, read_stored, stored_size
+from synthesis.export.options import MANIFEST_NAME, ExportError, ExportOptions
 from synthesis.export.parquet import ParquetIndex
 from synthesis.export.selection import (
     CharacterInfo,
@@ -47,6 +38,7 @@ from synthesis.export.shards import ShardWriter, file_sha256
 from synthesis.export.splits import SPLITS, SplitPlan, split_plan
 
 FORMAT_VERSION = 1
+EXPORT_MARKER = "hilapp-dataset"  # the manifest's kind: a folder that a new export may replace
 PROGRESS_EVERY = 256
 Progress = Callable[[int, int], None]
 LAYOUT = {  # path → (the format that writes it, or "" for every export; what it holds)
@@ -84,7 +76,7 @@ def frame_metadata(record: FrameRecord, split: str) -> dict[str, Any]:
         "story_title": record.title,
         "frame_index": record.index,
         "genre": record.genre,
-        "text": record.text,
+        "text": record.frame_text,
         "characters": [
             {"cid": c.cid, "pid": c.pid, "eid": c.eid, "ctag": c.ctag} for c in record.cast
         ],
@@ -96,11 +88,15 @@ def frame_metadata(record: FrameRecord, split: str) -> dict[str, Any]:
 
 
 class _Writers:
-    """The files of one export, written in export order."""
+    """One export under way: what it was asked, its split plan and characters, its files."""
 
-    def __init__(self, root: Path, options: ExportOptions) -> None:
+    def __init__(
+        self, root: Path, options: ExportOptions, plan: SplitPlan, chars: dict[int, CharacterInfo]
+    ) -> None:
         self.root = root
         self.options = options
+        self.plan = plan
+        self.characters = chars
         self.formats = set(options.formats)
         self.parquet = ParquetIndex(root / "index.parquet") if "parquet" in self.formats else None
         self.shards: dict[tuple[str, str], ShardWriter] = {}
@@ -122,7 +118,7 @@ class _Writers:
         shard = omni = ""
         if "webdataset" in self.formats:
             assert isinstance(image, bytes)
-            members = {"json": dumps(meta), "png": image, "txt": record.text.encode()}
+            members = {"json": dumps(meta), "png": image, "txt": record.frame_text.encode()}
             shard = self.shard(split, "frames", record.key, members)
         if "omnigen2" in self.formats:
             assert isinstance(image, bytes)
@@ -132,25 +128,22 @@ class _Writers:
             copy.write_bytes(image)
             self.digests[copy] = record.image_sha256  # checked when it was read
             if split not in self.jsonl:
-                path = self.root / "omnigen2" / f"{split}.jsonl"
-                self.jsonl[split] = open(path, "wb")  # noqa: SIM115 - closed in close()
-            inputs = [f"images/characters/{cid}.png" for cid in record.cids]
-            line = {"task_type": "ic", "instruction": record.text, "input_images": inputs}
+                self.jsonl[split] = (self.root / "omnigen2" / f"{split}.jsonl").open("wb")
+            inputs = [f"images/characters/{c.cid}.png" for c in record.cast]
+            line = {"task_type": "ic", "instruction": record.frame_text, "input_images": inputs}
             self.jsonl[split].write(dumps({**line, "output_image": omni}) + b"\n")
         if self.parquet is not None:
-            self.parquet.add(
-                meta
-                | {
-                    "frame_text": record.text,
-                    "synthesizer_model": record.synthesizer_model,
-                    "arbitrator_model": record.arbitrator_model,
-                    "image_bytes": image if isinstance(image, int) else len(image),
-                    "character_count": len(record.cast),
-                    "cids": record.cids,
-                    "shard": shard,
-                    "omnigen2_image": f"omnigen2/{omni}" if omni else "",
-                }
-            )
+            row = meta | {
+                "frame_text": record.frame_text,
+                "synthesizer_model": record.synthesizer_model,
+                "arbitrator_model": record.arbitrator_model,
+                "image_bytes": image if isinstance(image, int) else len(image),
+                "character_count": len(record.cast),
+                "cids": [c.cid for c in record.cast],
+                "shard": shard,
+                "omnigen2_image": f"omnigen2/{omni}" if omni else "",
+            }
+            self.parquet.add(row)
 
     def close(self) -> None:
         for writer in self.shards.values():
@@ -173,21 +166,24 @@ def dataset_export(
     bad arguments, before anything is written. ``readers`` (threads reading images; default
     ``HILAPP_EXPORT_READERS``) changes how fast, never what is written."""
     out = Path(out).absolute()
-    check_out_dir(out)
+    _check_out_dir(out)
     readers = settings.HILAPP_EXPORT_READERS if readers is None else readers
     if readers < 1:
         raise ExportError(f"readers must be at least 1, not {readers}.")
     characters = locked_characters()
-    plan = _split_plan(options)
+    plan = SplitPlan()  # nothing held out: no story needs looking at before the frames stream
+    if options.holdout_characters or options.holdout_stories:
+        stories = story_characters(include_partial=options.include_partial_stories)
+        plan = split_plan(stories, options)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
-        writers = _Writers(tmp, options)
+        writers = _Writers(tmp, options, plan, characters)
         try:
-            _write_frames(writers, plan, characters, readers, progress or _no_progress)
-            _write_characters(writers, characters)
+            _write_frames(writers, readers, progress or (lambda done, total: None))
+            _write_characters(writers)
         finally:
             writers.close()
-        manifest = _write_manifest(writers, plan, characters)
+        manifest = _write_manifest(writers)
         os.chmod(tmp, 0o755)
         _publish(tmp, out)
     except BaseException:
@@ -196,33 +192,16 @@ def dataset_export(
     return manifest
 
 
-def _split_plan(options: ExportOptions) -> SplitPlan:
-    if not (options.holdout_characters or options.holdout_stories):
-        return SplitPlan.all_train()
-    return split_plan(
-        story_characters(include_partial=options.include_partial_stories),
-        holdout_characters=options.holdout_characters,
-        holdout_stories=options.holdout_stories,
-        seed=options.seed,
-    )
-
-
-def _write_frames(
-    writers: _Writers,
-    plan: SplitPlan,
-    characters: dict[int, CharacterInfo],
-    readers: int,
-    progress: Progress,
-) -> None:
+def _write_frames(writers: _Writers, readers: int, progress: Progress) -> None:
     """Stream the selected frames in order while the readers fetch their images."""
     include_partial = writers.options.include_partial_stories
     total = exportable_frames(include_partial=include_partial).count()
     reads_images = bool(writers.formats & {"webdataset", "omnigen2"})
 
     def selected() -> Generator[tuple[FrameRecord, str], None, None]:
-        for record in frame_records(include_partial=include_partial, characters=characters):
-            split = plan.split_of(record.story_id, (c.character_id for c in record.cast))
-            if split is None or not record.all_locked:
+        for record in frame_records(include_partial=include_partial, characters=writers.characters):
+            split = writers.plan.split_of(record.story_id, (c.character_id for c in record.cast))
+            if split is None or not all(c.cid for c in record.cast):
                 writers.skipped += 1
                 continue
             if not record.image_sha256:
@@ -234,7 +213,7 @@ def _write_frames(
     def read(item: tuple[FrameRecord, str]) -> bytes | int:
         record, what = item[0], f"frame {item[0].key}"
         if reads_images:
-            return read_checked(record.image, record.image_sha256, what=what)
+            return read_stored(record.image, what=what, sha256=record.image_sha256)
         return stored_size(record.image, what=what)
 
     done = 0
@@ -250,17 +229,11 @@ def _write_frames(
     progress(done, done)
 
 
-def _no_progress(done: int, total: int) -> None:
-    pass
-
-
-def _write_characters(writers: _Writers, characters: dict[int, CharacterInfo]) -> None:
+def _write_characters(writers: _Writers) -> None:
     """The CID templates of the characters each split shows, keyed by CID."""
     for split in SPLITS:
-        used = sorted(
-            (characters[c] for c in writers.stats.characters.get(split, ())), key=attrgetter("cid")
-        )
-        for info in used:
+        used = (writers.characters[c] for c in writers.stats.characters.get(split, ()))
+        for info in sorted(used, key=attrgetter("cid")):
             if not info.template:
                 raise ExportError(f"Character {info.cid} is locked but has no template image.")
             image = read_stored(info.template, what=f"character {info.cid}")
@@ -274,43 +247,32 @@ def _write_characters(writers: _Writers, characters: dict[int, CharacterInfo]) -
                 path.write_bytes(image)
 
 
-def _write_manifest(
-    writers: _Writers, plan: SplitPlan, characters: dict[int, CharacterInfo]
-) -> dict[str, Any]:
+def _write_manifest(writers: _Writers) -> dict[str, Any]:
     """Draw the card, then write the manifest: the last file, so its presence means done."""
-    root, stats = writers.root, writers.stats
-    frames, stories = stats.frames, stats.stories
+    root, stats, plan, characters = writers.root, writers.stats, writers.plan, writers.characters
     counts = {
-        "frames": sum(frames.values()),
-        "frames_train": frames.get("train", 0),
-        "frames_heldout": frames.get("heldout", 0),
-        "stories_train": len(stories.get("train", ())),
-        "stories_heldout": len(stories.get("heldout", ())),
+        "frames": sum(stats.frames.values()),
+        "frames_train": stats.frames.get("train", 0),
+        "frames_heldout": stats.frames.get("heldout", 0),
+        "stories_train": len(stats.stories.get("train", ())),
+        "stories_heldout": len(stats.stories.get("heldout", ())),
         "stories_excluded": len(plan.excluded_stories),
         "characters_train": len(stats.characters.get("train", ())),
         "characters_heldout": len(stats.characters.get("heldout", ())),
         "heldout_characters_chosen": len(plan.heldout_characters),
         "frames_skipped_while_running": writers.skipped,
     }
-    formats = {"", *writers.formats}
-    layout = {path: what for path, (fmt, what) in LAYOUT.items() if fmt in formats}
+    layout = {path: what for path, (fmt, what) in LAYOUT.items() if fmt in {"", *writers.formats}}
     write_card(root, stats=stats, characters=characters, manifest_counts=counts, layout=layout)
-    files = sorted(path for path in root.rglob("*") if path.is_file())
+    story_ids = {split: sorted(stats.stories.get(split, ())) for split in SPLITS}
+    story_ids["excluded"] = sorted(plan.excluded_stories)
+    heldout_cids = sorted(characters[c].cid for c in plan.heldout_characters if c in characters)
     manifest = {
         "kind": EXPORT_MARKER,
         "format_version": FORMAT_VERSION,
         "params": writers.options.as_params(),
         "counts": counts,
-        "splits": {
-            "heldout_cids": sorted(
-                characters[c].cid for c in plan.heldout_characters if c in characters
-            ),
-            "story_ids": {
-                "train": sorted(stories.get("train", ())),
-                "heldout": sorted(stories.get("heldout", ())),
-                "excluded": sorted(plan.excluded_stories),
-            },
-        },
+        "splits": {"heldout_cids": heldout_cids, "story_ids": story_ids},
         "statistics": stats.summary(characters),
         "layout": layout,
         "files": {
@@ -318,13 +280,32 @@ def _write_manifest(
                 "bytes": path.stat().st_size,
                 "sha256": writers.digests.get(path) or file_sha256(path),
             }
-            for path in files
+            for path in sorted(p for p in root.rglob("*") if p.is_file())
         },
     }
-    (root / MANIFEST_NAME).write_bytes(
-        json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False).encode() + b"\n"
-    )
+    text = json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
+    (root / MANIFEST_NAME).write_bytes(text.encode())
     return manifest
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse a destination that is a file, or a non-empty folder that is not an export."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a folder.")
+    if out.is_dir() and any(out.iterdir()) and not _is_previous_export(out):
+        raise ExportError(
+            f"{out} is a non-empty folder that is not a previous export; "
+            "give an empty or new folder."
+        )
+    if not out.parent.is_dir():
+        raise ExportError(f"The parent folder {out.parent} does not exist.")
+
+
+def _is_previous_export(out: Path) -> bool:
+    try:
+        return bool(json.loads((out / MANIFEST_NAME).read_text()).get("kind") == EXPORT_MARKER)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _publish(tmp: Path, out: Path) -> None:
@@ -332,7 +313,7 @@ def _publish(tmp: Path, out: Path) -> None:
     if not out.exists() or not any(out.iterdir()):
         os.replace(tmp, out)  # also replaces an empty directory
         return
-    if not is_previous_export(out):
+    if not _is_previous_export(out):
         raise ExportError(f"{out} became a non-empty folder that is not an export.")
     old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
     out.rename(old)

@@ -1,9 +1,8 @@
-"""WebDataset shards: POSIX (ustar) tar, byte-identical for the same samples.
+"""WebDataset shards: POSIX (ustar) tar, every member with the same mtime, owner and mode, so
+the same samples in the same order always give the same bytes.
 
-Members are written by ``tarfile``, each with the same mtime, owner and mode, so the same
-samples in the same order always give the same bytes. A shard is closed before a sample would
-push it past ``max_bytes`` (a single sample larger than the limit gets a shard of its own).
-Shards are hashed as they are written, for the manifest.
+A shard is closed before a sample would push it past ``max_bytes`` (a sample larger than the
+limit gets a shard of its own). Shards are hashed as they are written, for the manifest.
 """
 
 from __future__ import annotations
@@ -57,25 +56,19 @@ class ShardWriter:
             raise ValueError(f"a sample key must not contain dots or slashes: {key!r}")
         # Each member takes a header block (keys are short) and its data in whole blocks.
         size = sum(BLOCK + len(data) + -len(data) % BLOCK for data in members.values())
-        if self._tar is None or (
-            self._tar.offset and closed_size(self._tar.offset + size) > self.max_bytes
-        ):
-            self._open_next()
-        assert self._tar is not None
+        tar = self._tar
+        if tar is None or (tar.offset and closed_size(tar.offset + size) > self.max_bytes):
+            self.close()
+            path = self.folder / f"{self.prefix}-{len(self.paths):05d}.tar"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = _HashedFile(path)
+            tar = self._tar = tarfile.TarFile(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT)
+            self.paths.append(path)
         for ext, data in members.items():
             info = tarfile.TarInfo(f"{key}.{ext}")  # uid, gid 0, no owner names, mode 0644
             info.size, info.mtime = len(data), FIXED_MTIME
-            self._tar.addfile(info, io.BytesIO(data))
+            tar.addfile(info, io.BytesIO(data))
         return self.paths[-1]
-
-    def _open_next(self) -> None:
-        self.close()
-        path = self.folder / f"{self.prefix}-{len(self.paths):05d}.tar"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._tar = tarfile.TarFile(
-            fileobj=_HashedFile(path), mode="w", format=tarfile.USTAR_FORMAT
-        )
-        self.paths.append(path)
 
     def close(self) -> None:
         if self._tar is not None:
