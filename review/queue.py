@@ -192,20 +192,17 @@ def _take_seat(item: ReviewItem, expert: Any, now: datetime) -> bool:
 
 
 def _held_item(*, expert: Any, stage: str, now: datetime, exclude: list[int]) -> ReviewItem | None:
-    lease = (
-        ReviewLease.objects.filter(
-            expert=expert,
-            status=LeaseStatus.ACTIVE,
-            expires_at__gt=now,
-            item__stage=stage,
-            item__status=ItemStatus.OPEN,
-        )
-        .exclude(item_id__in=exclude)
-        .select_related("item")
-        .order_by("-item__priority", "item_id")
+    # Usually the expert holds nothing: one index lookup of lease rows answers that, and only
+    # when they hold some are the items read.
+    held = ReviewLease.objects.filter(expert=expert, status=LeaseStatus.ACTIVE, expires_at__gt=now)
+    item_ids = [pk for pk in held.values_list("item_id", flat=True) if pk not in exclude]
+    if not item_ids:
+        return None
+    return (
+        ReviewItem.objects.filter(pk__in=item_ids, stage=stage, status=ItemStatus.OPEN)
+        .order_by("-priority", "pk")
         .first()
     )
-    return lease.item if lease is not None else None
 
 
 def review_queue_next(*, expert: Any, stage: str, exclude: Iterable[int] = ()) -> ReviewItem | None:
