@@ -87,7 +87,10 @@ def remaining_for(expert: Any, stage: str, exclude: list[int] | None = None) -> 
     qs = ReviewItem.objects.filter(stage=stage, status=ItemStatus.OPEN).filter(~Exists(mine))
     if exclude:
         qs = qs.exclude(pk__in=exclude)
-    return _capped(qs)
+    # In queue order, the capped count walks the queue's index and stops at the cap. Unordered,
+    # PostgreSQL merged the whole item table against the expert's votes: 375 ms at 1,000,000
+    # items, on every card.
+    return _capped(qs.order_by("-priority", "pk"))
 
 
 @dataclass(frozen=True)
