@@ -5,15 +5,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('review', '0002_dwell_guidelines_lead_votes'),
+        ("review", "0002_dwell_guidelines_lead_votes"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='reviewlease',
-            index=models.Index(condition=models.Q(('status', 'skipped')), fields=['expert', 'ended_at'], name='review_lease_skipped_expert'),
+            model_name="reviewlease",
+            index=models.Index(
+                condition=models.Q(("status", "skipped")),
+                fields=["expert", "ended_at"],
+                name="review_lease_skipped_expert",
+            ),
         ),
     ]
