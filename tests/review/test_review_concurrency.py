@@ -6,10 +6,13 @@ import random
 import threading
 import uuid
 from collections import Counter, defaultdict
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
 from review.models import (
     EventKind,
@@ -29,12 +32,21 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 ITEMS = 1000
 
 
-def _work_open_for(expert: Any, stage: str) -> list[int]:
-    """Open items this expert has not voted on and that have a free seat, right now."""
+# How long before the queue was asked an item must have stayed unchanged for a "no work" answer
+# to count as false: an item whose seats were all held when the queue looked can gain a free one
+# a moment later (its two seated experts split), and a transaction's events are stamped just
+# before it commits.
+QUIET = timedelta(seconds=2)
+
+
+def _work_open_for(expert: Any, stage: str, *, unchanged_since: datetime) -> list[int]:
+    """Open items this expert has not voted on, with a free seat now, and on which nothing has
+    happened since ``unchanged_since``: items the queue should have handed out."""
+    changed = ReviewEvent.objects.filter(item=OuterRef("pk"), created_at__gte=unchanged_since)
     return list(
         ReviewItem.objects.filter(stage=stage, status=ItemStatus.OPEN)
         .exclude(votes__expert=expert)
-        .filter(seat_free_q())
+        .filter(seat_free_q(), ~Exists(changed))
         .values_list("pk", flat=True)[:5]
     )
 
@@ -56,11 +68,13 @@ def test_five_experts_decide_a_thousand_items_at_once(experts, decisions) -> Non
             barrier.wait()
             idle = 0
             while True:
+                asked = timezone.now()
                 item = review_queue_next(expert=expert, stage=stage)
                 if item is None:
-                    left = _work_open_for(expert, stage)
+                    left = _work_open_for(expert, stage, unchanged_since=asked - QUIET)
                     if left:
                         missed.append((expert.username, left))
+                        return
                     if not ReviewItem.objects.filter(stage=stage, status="open").exists():
                         return
                     idle += 1
