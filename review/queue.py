@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet
+from django.db.models import Count, Min
 from django.utils import timezone
 
 from review.models import (
@@ -27,7 +27,7 @@ from review.models import (
     ReviewLease,
     Vote,
 )
-from review.stages import Stage, open_seats, seat_free_q
+from review.stages import Stage, open_seats, seat_free_sql
 
 logger = logging.getLogger(__name__)
 
@@ -120,24 +120,64 @@ def leases_expire_stale(item: ReviewItem, now: datetime) -> bool:
 
 def queue_candidates(
     *, expert_id: int, stage: str, now: datetime, exclude: Iterable[int] = ()
-) -> QuerySet[ReviewItem]:
-    """Open items of ``stage`` that ``expert`` may take now, in queue order.
+) -> tuple[str, list[Any]]:
+    """Open items of ``stage`` that ``expert`` may take now, in queue order: ``(sql, params)``
+    of a SELECT of ``id`` with the item's columns (alias ``i``), to limit, lock or count.
 
     Not voted on by them, not held or recently skipped by them, not in ``exclude``, and with a
     seat free under ``stages.open_seats`` (or a lease that ran out, to be ended on the way).
+    Written in SQL because every expert asks it for every card: building the same statement
+    through the ORM cost more CPU than PostgreSQL took to answer it (about 4 ms against 1.6 ms
+    at 1,000,000 items).
     """
-    my_vote = Vote.objects.filter(item=OuterRef("pk"), expert_id=expert_id)
-    my_lease = ReviewLease.objects.filter(item=OuterRef("pk"), expert_id=expert_id).filter(
-        Q(status=LeaseStatus.ACTIVE, expires_at__gt=now)
-        | Q(status=LeaseStatus.SKIPPED, ended_at__gt=now - _skip_window())
-    )
-    qs = ReviewItem.objects.filter(stage=stage, status=ItemStatus.OPEN).filter(
-        seat_free_q() | Q(lease_expires_min__lte=now)
-    )
     excluded = [int(pk) for pk in exclude]
-    if excluded:
-        qs = qs.exclude(pk__in=excluded)
-    return qs.filter(~Exists(my_vote), ~Exists(my_lease)).order_by("-priority", "pk")
+    adapt = connection.ops.adapt_datetimefield_value
+    not_excluded = f"AND i.id NOT IN ({', '.join(['%s'] * len(excluded))})" if excluded else ""
+    sql = _CANDIDATES_SQL.format(
+        item=_ITEM_TABLE,
+        vote=connection.ops.quote_name(Vote._meta.db_table),
+        lease=connection.ops.quote_name(ReviewLease._meta.db_table),
+        columns=_ITEM_COLUMNS,
+        seat_free=seat_free_sql("i."),
+        not_excluded=not_excluded,
+    )
+    params = [stage, adapt(now), *excluded, expert_id, expert_id, adapt(now)]
+    params.append(adapt(now - _skip_window()))
+    return sql, params
+
+
+_ITEM_TABLE = connection.ops.quote_name(ReviewItem._meta.db_table)
+_ITEM_COLUMNS = ", ".join(f"i.{f.column}" for f in ReviewItem._meta.concrete_fields)
+# Status values are the models' constants, written in so that the partial indexes apply.
+_CANDIDATES_SQL = f"""
+SELECT {{columns}} FROM {{item}} AS i
+WHERE i.stage = %s AND i.status = '{ItemStatus.OPEN}'
+  AND ({{seat_free}} OR i.lease_expires_min <= %s)
+  {{not_excluded}}
+  AND NOT EXISTS (SELECT 1 FROM {{vote}} AS v WHERE v.item_id = i.id AND v.expert_id = %s)
+  AND NOT EXISTS (
+    SELECT 1 FROM {{lease}} AS l WHERE l.item_id = i.id AND l.expert_id = %s
+      AND ((l.status = '{LeaseStatus.ACTIVE}' AND l.expires_at > %s)
+        OR (l.status = '{LeaseStatus.SKIPPED}' AND l.ended_at > %s)))
+ORDER BY i.priority DESC, i.id
+"""
+
+
+def _first_candidate(sql: str, params: list[Any], *, lock: bool) -> ReviewItem | None:
+    if lock and connection.features.has_select_for_update_skip_locked:
+        sql += " LIMIT 1 FOR UPDATE OF i SKIP LOCKED"
+    else:
+        sql += " LIMIT 1"
+    return next(iter(ReviewItem.objects.raw(sql, params)), None)
+
+
+def candidates_count(*, expert_id: int, stage: str, now: datetime, cap: int) -> int:
+    """How many items ``queue_candidates`` holds, counting at most ``cap`` (in queue order, the
+    count walks the queue's index and stops there)."""
+    sql, params = queue_candidates(expert_id=expert_id, stage=stage, now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM ({sql} LIMIT %s) AS candidates", [*params, cap])
+        return int(cursor.fetchone()[0])
 
 
 _LEASE_UPSERT = """
@@ -222,19 +262,19 @@ def review_queue_next(*, expert: Any, stage: str, exclude: Iterable[int] = ()) -
         return held
     for attempt in range(QUEUE_TRIES):
         now = timezone.now()
-        qs = queue_candidates(expert_id=expert.pk, stage=stage, now=now, exclude=excluded)
+        sql, params = queue_candidates(expert_id=expert.pk, stage=stage, now=now, exclude=excluded)
         with transaction.atomic():
-            item = qs.select_for_update(skip_locked=True).first()
+            item = _first_candidate(sql, params, lock=True)
             if item is not None and _take_seat(item, expert, now):
                 return item
         if item is not None:
             continue  # the fresh state said no; look again
-        candidate = qs.values_list("pk", flat=True).first()
+        candidate = _first_candidate(sql, params, lock=False)
         if candidate is None:
             return None
         # Every candidate is locked by a short transaction: wait for the first one.
         with transaction.atomic():
-            item = ReviewItem.objects.select_for_update().filter(pk=candidate).first()
+            item = ReviewItem.objects.select_for_update().filter(pk=candidate.pk).first()
             if item is not None and _take_seat(item, expert, timezone.now()):
                 return item
         time.sleep(0.002 * attempt)

@@ -10,7 +10,7 @@ from django.db.models import Count, Exists, Min, OuterRef, Sum
 from django.utils import timezone
 
 from review.models import ItemStatus, LeaseStatus, ReviewEvent, ReviewItem, ReviewLease, Vote
-from review.queue import queue_candidates
+from review.queue import candidates_count
 from review.stages import Stage
 
 # Counts shown to an expert stop here ("1000+"): an exact count of a big backlog costs a scan.
@@ -75,9 +75,8 @@ def waiting_for(expert: Any, stage: str) -> int:
         item__stage=stage,
         item__status=ItemStatus.OPEN,
     ).count()
-    return min(
-        held + _capped(queue_candidates(expert_id=expert.pk, stage=stage, now=now)), COUNT_CAP + 1
-    )
+    free = candidates_count(expert_id=expert.pk, stage=stage, now=now, cap=COUNT_CAP + 1)
+    return min(held + free, COUNT_CAP + 1)
 
 
 def remaining_for(expert: Any, stage: str, exclude: list[int] | None = None) -> int:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.db import models
-from django.db.models import F, Q, Value
-from django.db.models.functions import Greatest
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
 
 DECIDE_AT = 2
 
@@ -80,9 +80,16 @@ def open_seats(lead: int) -> int:
     return max(DECIDE_AT - lead, 1)
 
 
+def seat_free_sql(alias: str = "") -> str:
+    """``open_seats`` in SQL, over the item row's ``leases_active`` and ``lead_votes``:
+    ``leases < max(DECIDE_AT - lead, 1)``, written without GREATEST so SQLite reads it too."""
+    leases, lead = f"{alias}leases_active", f"{alias}lead_votes"
+    return f"({leases} < {DECIDE_AT} - {lead} OR {leases} < 1)"
+
+
 def seat_free_q() -> Q:
-    """``open_seats`` in SQL, over the item row's ``leases_active`` and ``lead_votes``."""
-    return Q(leases_active__lt=Greatest(Value(DECIDE_AT) - F("lead_votes"), Value(1)))
+    """``seat_free_sql`` as a queryset filter."""
+    return Q(RawSQL(seat_free_sql(), [], output_field=models.BooleanField()))
 
 
 def winning_choice(tally: dict[str, int]) -> str | None:

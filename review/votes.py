@@ -12,7 +12,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -112,6 +112,24 @@ def _replay(key: str, expert: Any, item_id: int, sent: Payload) -> VoteOutcome |
         decision_choice=decision.choice if decided and decision else None,
         replayed=True,
     )
+
+
+class _VoteRow(NamedTuple):
+    """What a vote contributes to the rules and to a decision, read once per vote."""
+
+    pk: int
+    expert_id: int
+    choice: str
+    idempotency_key: str
+    comment: str
+    image_name: str
+    instruction: str
+
+
+def _vote_rows(item: ReviewItem) -> list[_VoteRow]:
+    """The item's votes (at most four) in the order they were cast."""
+    rows = Vote.objects.filter(item=item).order_by("pk").values_list(*_VoteRow._fields)
+    return [_VoteRow(*row) for row in rows]
 
 
 def vote_cast(
@@ -222,15 +240,11 @@ def _vote_record(
         item = ReviewItem.objects.select_for_update().filter(pk=item_id).first()
         if item is None:
             raise VoteRefused(f"There is no review item {item_id}.", code="not_found")
-        # The item's votes (at most four) answer "retry?", "voted already?" and the tally.
-        votes = list(
-            Vote.objects.filter(item=item)
-            .order_by("pk")
-            .values_list("pk", "expert_id", "choice", "idempotency_key")
-        )
-        mine = next((v for v in votes if v[1] == expert.pk), None)
+        # The item's votes answer "retry?", "voted already?", the tally and the decision.
+        votes = _vote_rows(item)
+        mine = next((v for v in votes if v.expert_id == expert.pk), None)
         if mine is not None:
-            if mine[3] == key:
+            if mine.idempotency_key == key:
                 replay = _replay(key, expert, item_id, (choice, comment, instruction, image))
                 assert replay is not None
                 return replay
@@ -272,7 +286,7 @@ def _vote_record(
             guideline_version=effort[1],
         )
         item.votes_count += 1
-        ReviewEvent.objects.create(
+        event = ReviewEvent(
             item=item,
             expert=expert,
             kind=EventKind.VOTE,
@@ -280,15 +294,17 @@ def _vote_record(
             comment=comment,
             data={"vote_id": vote.pk, "image_name": image_name, "instruction": instruction},
         )
-        winner = _count(item, [v[2] for v in votes] + [choice])
+        votes.append(_VoteRow(vote.pk, expert.pk, choice, key, comment, image_name, instruction))
+        winner = _count(item, [v.choice for v in votes])
         if winner is None:
+            event.save()
             # lease_expires_min may now be earlier than the earliest active lease: harmless,
             # the queue then re-checks the item and refreshes it.
             item.save(
                 update_fields=["votes_count", "lead_votes", "leases_active", "lease_expires_min"]
             )
         else:
-            _decide(item, winner, vote, now)
+            _decide(item, winner, vote, votes, now, events=[event])
         return VoteOutcome(
             item_id=item.pk,
             vote_id=vote.pk,
@@ -355,7 +371,7 @@ def vote_revise(
         vote.revisions += 1
         vote.revised_at = now
         vote.save()
-        ReviewEvent.objects.create(
+        event = ReviewEvent(
             item=item,
             expert=expert,
             kind=EventKind.VOTE_REVISED,
@@ -363,13 +379,14 @@ def vote_revise(
             comment=vote.comment,
             data={"vote_id": vote.pk, "from": previous, "image_name": vote.image_name},
         )
-        choices = list(Vote.objects.filter(item=item).values_list("choice", flat=True))
-        winner = _count(item, choices)
+        votes = _vote_rows(item)
+        winner = _count(item, [v.choice for v in votes])
         if winner is None:
+            event.save()
             item.save(update_fields=["lead_votes"])
         else:
             leases_expire_stale(item, now)
-            _decide(item, winner, vote, now)
+            _decide(item, winner, vote, votes, now, events=[event])
         return VoteOutcome(item.pk, vote.pk, choice, winner is not None, winner, replayed=False)
 
 
@@ -382,19 +399,34 @@ def _count(item: ReviewItem, choices: list[str]) -> str | None:
     return winning_choice(tally)
 
 
-def _decide(item: ReviewItem, winner: str, deciding: Vote, now: datetime) -> None:
-    """Close the locked item with ``winner`` and apply the decision (same transaction)."""
-    votes = list(Vote.objects.filter(item=item).order_by("pk"))
+def _decide(
+    item: ReviewItem,
+    winner: str,
+    deciding: Vote,
+    votes: list[_VoteRow],
+    now: datetime,
+    *,
+    events: list[ReviewEvent],
+) -> None:
+    """Close the locked item with ``winner`` and apply the decision (same transaction).
+
+    ``votes`` are all the item's votes as they now stand; ``events`` (the deciding vote's) are
+    written with the decision's own.
+    """
     # The deciding vote's correction first, then the earlier one that agreed with it.
     agreeing = sorted((v for v in votes if v.choice == winner), key=lambda v: v.pk != deciding.pk)
     image_name = next((v.image_name for v in agreeing if v.image_name), "")
     instruction = next((v.instruction for v in agreeing if v.instruction), "")
     summary = "\n".join(f"[{v.choice}] {v.comment}" for v in votes if v.comment)
-    others = list(
-        ReviewLease.objects.filter(item=item, status=LeaseStatus.ACTIVE).values_list(
-            "pk", "expert_id"
+    # ``leases_active`` counts the item's active leases under its row lock (stale ones were
+    # ended just before): with none, there is nothing to release and no need to look.
+    others: list[tuple[int, int]] = []
+    if item.leases_active:
+        others = list(
+            ReviewLease.objects.filter(item=item, status=LeaseStatus.ACTIVE).values_list(
+                "pk", "expert_id"
+            )
         )
-    )
     if others:
         ReviewLease.objects.filter(pk__in=[pk for pk, _ in others]).update(
             status=LeaseStatus.RELEASED, ended_at=now
@@ -427,6 +459,7 @@ def _decide(item: ReviewItem, winner: str, deciding: Vote, now: datetime) -> Non
     )
     ReviewEvent.objects.bulk_create(
         [
+            *events,
             *(
                 ReviewEvent(
                     item=item,

@@ -97,7 +97,9 @@ def test_guidelines_show_on_the_first_visit_and_on_g(
     page.goto(f"{live_server.url}/review/hv2/")  # another stage: its own first visit
     assert page.locator("#review-guidelines").is_visible()
     assert "Justified transitions" in page.inner_text("#review-guidelines")
-    # The comment box stays hidden until asked for.
+    # The comment box stays hidden until asked for (once the page has shown what waits: showing
+    # a card, or nothing, closes the box).
+    page.wait_for_selector("#review-stage .card")
     assert not page.locator(".comment-box").is_visible()
     page.keyboard.press("c")
     assert page.locator(".comment-box").is_visible()
