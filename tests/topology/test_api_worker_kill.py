@@ -1,0 +1,151 @@
+"""A crashed api worker at its documented concurrency loses and duplicates nothing.
+
+The api worker runs as the docs start it (``python -m hilapp.processes worker-api``) with the
+documented default of ``HILAPP_API_CONCURRENCY`` (200 threads), beside a default worker and
+beat, on PostgreSQL + Redis + S3 (moto), each in its own working directory. OpenAI and Gemini
+are the wire-format fakes, answering after a second. When a hundred calls are in flight at the
+fakes, the api worker is killed with SIGKILL, in the middle of all of them, and started again.
+Every character must still come to rest exactly once, no gate attempt may pass twice, and the
+ledger must account for every answered request (a call cut by the kill may have been answered).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from hilapp.processes import API_CONCURRENCY
+from tests.conftest import _database_url, wait_until
+from tests.model_fakes import ModelFakes
+from tests.topology.test_topology import ROOT, TEST_ONLY, Cluster, documented_environment
+
+CHARACTERS = 150
+# Enough in flight that the kill strikes far more calls than the old 32 threads could hold.
+IN_FLIGHT_AT_KILL = 100
+ROLES = {
+    "planner": "openai:gpt-4o=1,gemini:gemini-2.5-pro=1",
+    "judge": "openai:gpt-4o=1,gemini:gemini-2.5-pro=1",
+    "character_renderer": "gemini:gemini-2.5-flash-image=1,openai:gpt-image-1=1",
+}
+RESTING = ("pending_hv1", "discarded", "failed")
+
+
+@pytest.fixture
+def api_cluster(
+    transactional_db: Any, tmp_path: Path, local_s3: Any
+) -> Iterator[tuple[Cluster, ModelFakes]]:
+    fakes = ModelFakes(latency_s=1.0).start()
+    env = {k: v for k, v in os.environ.items() if k not in TEST_ONLY and not k.startswith("AWS_")}
+    env.update(documented_environment())
+    bucket = local_s3.bucket()
+    env.update({**bucket, **fakes.env()})
+    env.pop("MEDIA_ROOT", None)
+    env.update(
+        AWS_S3_PUBLIC_ENDPOINT_URL=bucket["AWS_S3_ENDPOINT_URL"],
+        DJANGO_SETTINGS_MODULE="hilapp.settings.base",
+        SECRET_KEY=settings.SECRET_KEY,
+        DATABASE_URL=_database_url(),
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+        ALLOWED_HOSTS="127.0.0.1",
+        HILAPP_DEFAULT_CONCURRENCY="2",
+        HILAPP_LEASE_S="20",
+        HILAPP_RECONCILE_EVERY_S="3",
+        HILAPP_RETRY_BASE_S="0.2",
+        HILAPP_RETRY_MAX_S="2",
+        HILAPP_TEMPLATE_SIZE="128",
+    )
+    env.pop("HILAPP_API_CONCURRENCY", None)  # the documented default, as a deployment has it
+    nodes = Cluster(tmp_path, env)
+    nodes.run("release", host="web")
+    for name in ("worker-default", "worker-api", "beat"):
+        nodes.start(name)
+    try:
+        yield nodes, fakes
+    finally:
+        nodes.stop()
+        fakes.close()
+
+
+def _launch(nodes: Cluster, count: int) -> None:
+    """``manage.py launch_batch`` on the web host, as an operator would."""
+    home, env = nodes._home("web")
+    argv = [sys.executable, str(ROOT / "manage.py"), "launch_batch", "characters"]
+    argv += ["--count", str(count), "--seed", "5", "--params", json.dumps({"roles": ROLES})]
+    done = subprocess.run(
+        argv,
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.topology
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.worker
+def test_killing_the_api_worker_with_its_calls_in_flight_loses_and_duplicates_nothing(
+    api_cluster: tuple[Cluster, ModelFakes],
+) -> None:
+    from synthesis.models import Character, GateAttempt, ModelCall, StatusChange
+    from synthesis.states import CallStatus
+
+    nodes, fakes = api_cluster
+    assert API_CONCURRENCY >= 200
+    _launch(nodes, CHARACTERS)
+    try:
+        wait_until(
+            lambda: fakes.stats()["in_flight"] >= IN_FLIGHT_AT_KILL,
+            timeout=120,
+            interval=0.05,
+            message=f"{IN_FLIGHT_AT_KILL} calls in flight at the fakes",
+        )
+        struck = fakes.stats()["in_flight"]
+        nodes.kill("worker-api")
+        nodes.start("worker-api")
+
+        wait_until(
+            lambda: Character.objects.filter(status__in=RESTING).count() == CHARACTERS,
+            timeout=420,
+            interval=1,
+            message=f"all {CHARACTERS} characters to come to rest",
+        )
+    except AssertionError:
+        print(nodes.logs())
+        raise
+
+    assert struck >= IN_FLIGHT_AT_KILL
+    # Nothing lost: every character reached HV1 (the fakes pass every gate).
+    assert Character.objects.filter(status="pending_hv1").count() == CHARACTERS
+    # Nothing duplicated: one resting transition per character, one passed attempt per round.
+    rests: dict[int, int] = {}
+    for object_id in StatusChange.objects.filter(model="character", new="pending_hv1").values_list(
+        "object_id", flat=True
+    ):
+        rests[object_id] = rests.get(object_id, 0) + 1
+    assert len(rests) == CHARACTERS and set(rests.values()) == {1}
+    passed = list(
+        GateAttempt.objects.filter(status="passed").values_list("kind", "character", "round")
+    )
+    assert passed and len(passed) == len(set(passed))
+    # The ledger: every answered request is on it; a call cut by the kill is started/abandoned.
+    answered = fakes.stats()["answered"]
+    cut_total = 0
+    for provider in ("openai", "gemini"):
+        calls = ModelCall.objects.filter(provider=provider)
+        ok = calls.filter(status=CallStatus.OK).count()
+        cut = calls.filter(status__in=(CallStatus.STARTED, CallStatus.ABANDONED)).count()
+        cut_total += cut
+        assert ok <= answered.get(provider, 0) <= ok + cut, (provider, ok, cut, answered)
+    # The kill did strike calls mid-flight, and they were taken up again, not lost.
+    assert cut_total >= IN_FLIGHT_AT_KILL // 2, cut_total
