@@ -141,6 +141,32 @@ def test_seats_are_only_the_votes_that_can_still_change_the_outcome(experts, dec
     assert review_queue_next(expert=experts[3], stage="hv1") is None
 
 
+def test_a_revision_that_decides_ends_the_seat_another_expert_holds(experts, decisions) -> None:
+    from review.models import LeaseStatus, ReviewLease
+    from review.services import vote_revise
+
+    item = review_item_open(stage="hv1", subject_id=91)
+    vote(item, experts[0], "approve")
+    vote(item, experts[1], "reject")
+    assert review_queue_next(expert=experts[2], stage="hv1") == item  # the tie-breaker's seat
+    outcome = vote_revise(item_id=item.pk, expert=experts[0], choice="reject")
+    assert outcome.decided and outcome.decision_choice == "reject"
+    item.refresh_from_db()
+    assert item.status == ItemStatus.DECIDED and item.leases_active == 0
+    seat = ReviewLease.objects.get(item=item, expert=experts[2])
+    assert seat.status == LeaseStatus.RELEASED
+    released = ReviewEvent.objects.filter(item=item, kind=EventKind.LEASE_RELEASED)
+    assert [(e.expert_id, e.data["reason"]) for e in released] == [(experts[2].pk, "decided")]
+    # The events tell the story in order: the revision, then the seat ended, then the decision.
+    events = ReviewEvent.objects.filter(item=item).order_by("pk")
+    kinds = list(events.values_list("kind", flat=True))
+    assert kinds[-3:] == [EventKind.VOTE_REVISED, EventKind.LEASE_RELEASED, EventKind.DECISION]
+    with pytest.raises(VoteRefused) as exc:
+        vote_cast(item_id=item.pk, expert=experts[2], choice="approve", idempotency_key="late")
+    assert exc.value.code == "decided"
+    assert [(d.item_id, d.choice) for d in decisions] == [(item.pk, "reject")]
+
+
 def test_an_hv3_three_way_split_seats_one_more_expert(experts, decisions) -> None:
     item = review_item_open(stage="hv3", subject_id=90)
     for n in range(2):
