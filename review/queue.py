@@ -122,7 +122,7 @@ def queue_candidates(
     *, expert_id: int, stage: str, now: datetime, exclude: Iterable[int] = ()
 ) -> tuple[str, list[Any]]:
     """Open items of ``stage`` that ``expert`` may take now, in queue order: ``(sql, params)``
-    of a SELECT of ``id`` with the item's columns (alias ``i``), to limit, lock or count.
+    of a SELECT of the item rows (alias ``i``), for the caller to limit, lock or count.
 
     Not voted on by them, not held or recently skipped by them, not in ``exclude``, and with a
     seat free under ``stages.open_seats`` (or a lease that ran out, to be ended on the way).
