@@ -109,7 +109,6 @@ def test_killing_the_api_worker_with_its_calls_in_flight_loses_and_duplicates_no
             interval=0.05,
             message=f"{IN_FLIGHT_AT_KILL} calls in flight at the fakes",
         )
-        struck = fakes.stats()["in_flight"]
         nodes.kill("worker-api")
         nodes.start("worker-api")
 
@@ -123,7 +122,6 @@ def test_killing_the_api_worker_with_its_calls_in_flight_loses_and_duplicates_no
         print(nodes.logs())
         raise
 
-    assert struck >= IN_FLIGHT_AT_KILL
     # Nothing lost: every character reached HV1 (the fakes pass every gate).
     assert Character.objects.filter(status="pending_hv1").count() == CHARACTERS
     # Nothing duplicated: one resting transition per character, one passed attempt per round.
@@ -146,5 +144,6 @@ def test_killing_the_api_worker_with_its_calls_in_flight_loses_and_duplicates_no
         cut = calls.filter(status__in=(CallStatus.STARTED, CallStatus.ABANDONED)).count()
         cut_total += cut
         assert ok <= answered.get(provider, 0) <= ok + cut, (provider, ok, cut, answered)
-    # The kill did strike calls mid-flight, and they were taken up again, not lost.
+    # The kill did strike calls mid-flight (their rows stay started/abandoned), and the work was
+    # taken up again, not lost.
     assert cut_total >= IN_FLIGHT_AT_KILL // 2, cut_total
