@@ -133,30 +133,28 @@ def queue_candidates(
     excluded = [int(pk) for pk in exclude]
     adapt = connection.ops.adapt_datetimefield_value
     not_excluded = f"AND i.id NOT IN ({', '.join(['%s'] * len(excluded))})" if excluded else ""
-    sql = _CANDIDATES_SQL.format(
-        item=_ITEM_TABLE,
-        vote=connection.ops.quote_name(Vote._meta.db_table),
-        lease=connection.ops.quote_name(ReviewLease._meta.db_table),
-        columns=_ITEM_COLUMNS,
-        seat_free=seat_free_sql("i."),
-        not_excluded=not_excluded,
-    )
+    sql = _CANDIDATES_SQL.replace("{not_excluded}", not_excluded)
     params = [stage, adapt(now), *excluded, expert_id, expert_id, adapt(now)]
     params.append(adapt(now - _skip_window()))
     return sql, params
 
 
-_ITEM_TABLE = connection.ops.quote_name(ReviewItem._meta.db_table)
-_ITEM_COLUMNS = ", ".join(f"i.{f.column}" for f in ReviewItem._meta.concrete_fields)
-# Status values are the models' constants, written in so that the partial indexes apply.
+def _quoted(model: type[Any]) -> str:
+    return str(connection.ops.quote_name(model._meta.db_table))
+
+
+# Written once: tables, columns and the seat rule are fixed; status values are the models'
+# constants, written in so that the partial indexes apply.
 _CANDIDATES_SQL = f"""
-SELECT {{columns}} FROM {{item}} AS i
+SELECT {", ".join(f"i.{f.column}" for f in ReviewItem._meta.concrete_fields)}
+FROM {_quoted(ReviewItem)} AS i
 WHERE i.stage = %s AND i.status = '{ItemStatus.OPEN}'
-  AND ({{seat_free}} OR i.lease_expires_min <= %s)
+  AND ({seat_free_sql("i.")} OR i.lease_expires_min <= %s)
   {{not_excluded}}
-  AND NOT EXISTS (SELECT 1 FROM {{vote}} AS v WHERE v.item_id = i.id AND v.expert_id = %s)
   AND NOT EXISTS (
-    SELECT 1 FROM {{lease}} AS l WHERE l.item_id = i.id AND l.expert_id = %s
+    SELECT 1 FROM {_quoted(Vote)} AS v WHERE v.item_id = i.id AND v.expert_id = %s)
+  AND NOT EXISTS (
+    SELECT 1 FROM {_quoted(ReviewLease)} AS l WHERE l.item_id = i.id AND l.expert_id = %s
       AND ((l.status = '{LeaseStatus.ACTIVE}' AND l.expires_at > %s)
         OR (l.status = '{LeaseStatus.SKIPPED}' AND l.ended_at > %s)))
 ORDER BY i.priority DESC, i.id

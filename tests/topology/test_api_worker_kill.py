@@ -12,20 +12,16 @@ ledger must account for every answered request (a call cut by the kill may have 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 
 from hilapp.processes import API_CONCURRENCY
-from tests.conftest import _database_url, wait_until
+from tests.conftest import wait_until
 from tests.model_fakes import ModelFakes
-from tests.topology.test_topology import ROOT, TEST_ONLY, Cluster, documented_environment
+from tests.topology.cluster import Cluster, deployment_environment
 
 CHARACTERS = 150
 # Enough in flight that the kill strikes far more calls than the old 32 threads could hold.
@@ -43,25 +39,7 @@ def api_cluster(
     transactional_db: Any, tmp_path: Path, local_s3: Any
 ) -> Iterator[tuple[Cluster, ModelFakes]]:
     fakes = ModelFakes(latency_s=1.0).start()
-    env = {k: v for k, v in os.environ.items() if k not in TEST_ONLY and not k.startswith("AWS_")}
-    env.update(documented_environment())
-    bucket = local_s3.bucket()
-    env.update({**bucket, **fakes.env()})
-    env.pop("MEDIA_ROOT", None)
-    env.update(
-        AWS_S3_PUBLIC_ENDPOINT_URL=bucket["AWS_S3_ENDPOINT_URL"],
-        DJANGO_SETTINGS_MODULE="hilapp.settings.base",
-        SECRET_KEY=settings.SECRET_KEY,
-        DATABASE_URL=_database_url(),
-        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
-        ALLOWED_HOSTS="127.0.0.1",
-        HILAPP_DEFAULT_CONCURRENCY="2",
-        HILAPP_LEASE_S="20",
-        HILAPP_RECONCILE_EVERY_S="3",
-        HILAPP_RETRY_BASE_S="0.2",
-        HILAPP_RETRY_MAX_S="2",
-        HILAPP_TEMPLATE_SIZE="128",
-    )
+    env = deployment_environment(local_s3.bucket(), fakes)
     env.pop("HILAPP_API_CONCURRENCY", None)  # the documented default, as a deployment has it
     nodes = Cluster(tmp_path, env)  # no release step: the test database is migrated already
     for name in ("worker-default", "worker-api", "beat"):
@@ -71,22 +49,6 @@ def api_cluster(
     finally:
         nodes.stop()
         fakes.close()
-
-
-def _launch(nodes: Cluster, count: int) -> None:
-    """``manage.py launch_batch`` on the web host, as an operator would."""
-    home, env = nodes._home("web")
-    argv = [sys.executable, str(ROOT / "manage.py"), "launch_batch", "characters"]
-    argv += ["--count", str(count), "--seed", "5", "--params", json.dumps({"roles": ROLES})]
-    done = subprocess.run(
-        argv,
-        cwd=home,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 @pytest.mark.topology
@@ -101,7 +63,18 @@ def test_killing_the_api_worker_with_its_calls_in_flight_loses_and_duplicates_no
 
     nodes, fakes = api_cluster
     assert API_CONCURRENCY >= 200
-    _launch(nodes, CHARACTERS)
+    params = json.dumps({"roles": ROLES})
+    nodes.manage(
+        "launch_batch",
+        "characters",
+        "--count",
+        str(CHARACTERS),
+        "--seed",
+        "5",
+        "--params",
+        params,
+        host="web",
+    )
     try:
         wait_until(
             lambda: fakes.stats()["in_flight"] >= IN_FLIGHT_AT_KILL,

@@ -19,9 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -29,16 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 
-from tests.conftest import _database_url, wait_until
+from tests.conftest import wait_until
 from tests.model_fakes import ModelFakes
 from tests.s3 import free_port
+from tests.topology.cluster import Cluster, deployment_environment
 
 # ORM calls of this test run beside Playwright's event loop (as in the other browser tests).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-ROOT = Path(__file__).resolve().parents[2]
-TEST_ONLY = ("HILAPP_TESTING", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE", "DEBUG")
 WORKERS = ("worker-default", "worker-api", "worker-gpu")
 ROLES = {
     "HILAPP_ROLE_PLANNER": "openai:gpt-4o=1,gemini:gemini-2.5-pro=1",
@@ -51,84 +47,6 @@ ROLES = {
     "HILAPP_ROLE_FRAME_SYNTHESIZER": "gemini:gemini-2.5-flash-image",
     "HILAPP_ROLE_LOCAL_EDITOR": "openai:gpt-image-1",
 }
-
-
-def documented_environment() -> dict[str, str]:
-    """``deploy/production.env.example`` as a process would read it."""
-    env = {}
-    for line in (ROOT / "deploy" / "production.env.example").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            env[key.strip()] = value.strip()
-    return env
-
-
-class Cluster:
-    """The processes of one deployment; each in its own directory, sharing only the servers."""
-
-    def __init__(self, base: Path, env: dict[str, str]) -> None:
-        self.base = base
-        self.env = env
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.starts: dict[str, int] = {}
-
-    def _home(self, name: str) -> tuple[Path, dict[str, str]]:
-        home = self.base / name
-        (home / "var").mkdir(parents=True, exist_ok=True)
-        return home, {**self.env, "HILAPP_VAR_DIR": str(home / "var")}
-
-    def run(self, name: str, *, host: str) -> None:
-        """Run a one-shot process on ``host`` (release: migrate, and static files for its web)."""
-        home, env = self._home(host)
-        done = subprocess.run(
-            [sys.executable, "-m", "hilapp.processes", name],
-            cwd=home,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-
-    def start(self, name: str) -> None:
-        home, env = self._home(name)
-        self.starts[name] = self.starts.get(name, 0) + 1
-        log = open(home / f"{name}-{self.starts[name]}.log", "wb")  # noqa: SIM115
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "hilapp.processes", name],
-            cwd=home,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self, name: str) -> None:
-        """SIGKILL the process and its children (a crash, not a shutdown)."""
-        proc = self.procs[name]
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-
-    def alive(self) -> dict[str, bool]:
-        return {name: proc.poll() is None for name, proc in self.procs.items()}
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {path.name}\n{path.read_text(errors='replace')[-2500:]}"
-            for path in sorted(self.base.glob("*/*.log"))
-        )
 
 
 def restart_redis() -> None:
@@ -194,17 +112,12 @@ def cluster(
     # Each answer takes 0.3 s, so that frames are still running when the chaos strikes.
     fakes = ModelFakes(latency_s=0.3, iqcc_fail_every=4).start()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in TEST_ONLY and not k.startswith("AWS_")}
     bucket = local_s3.bucket()
-    env.update(documented_environment())
-    env.update({**bucket, **fakes.env(), **pipelines, **ROLES})
+    # The test process signs and reads what the processes write: the same bucket.
+    assert bucket["AWS_STORAGE_BUCKET_NAME"]
+    env = deployment_environment(bucket, fakes)
+    env.update({**pipelines, **ROLES})
     env.update(
-        AWS_S3_PUBLIC_ENDPOINT_URL=bucket["AWS_S3_ENDPOINT_URL"],
-        DJANGO_SETTINGS_MODULE="hilapp.settings.base",
-        SECRET_KEY=settings.SECRET_KEY,
-        DATABASE_URL=_database_url(),
-        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
-        ALLOWED_HOSTS="127.0.0.1",
         CSRF_TRUSTED_ORIGINS=f"http://127.0.0.1:{port}",
         HILAPP_HTTPS="0",  # plain HTTP on loopback; check --deploy covers the HTTPS settings
         HILAPP_PROXY_SSL_HEADER="0",
@@ -212,24 +125,14 @@ def cluster(
         HILAPP_WEB_BIND=f"127.0.0.1:{port}",
         GUNICORN_WORKERS="2",
         GUNICORN_THREADS="4",
-        HILAPP_DEFAULT_CONCURRENCY="2",
         HILAPP_API_CONCURRENCY="16",
         HILAPP_GPU_CONCURRENCY="2",
         DIFFUSERS_STEPS="2",
-        HILAPP_TEMPLATE_SIZE="128",
         HILAPP_STORY_MIN_FRAMES="2",
         HILAPP_STORY_MAX_FRAMES="3",
         HILAPP_FRAME_MAX_ATTEMPTS="1",
         HILAPP_AUDIT_RATE="0",
-        HILAPP_LEASE_S="20",
-        HILAPP_RECONCILE_EVERY_S="3",
-        HILAPP_RETRY_BASE_S="0.2",
-        HILAPP_RETRY_MAX_S="2",
     )
-    # The test process signs and reads what the processes write: the same bucket.
-    for name in ("AWS_STORAGE_BUCKET_NAME",):
-        assert bucket[name]
-    env.pop("MEDIA_ROOT", None)
     nodes = Cluster(tmp_path, env)
     nodes.run("release", host="web")
     for name in ("web", *WORKERS, "beat"):
