@@ -3,13 +3,18 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import before_task_publish, worker_init
+
+from synthesis.queue_backlog import stamp_sent_at
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hilapp.settings.base")
 
 app = Celery("hilapp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Every message says when it was sent: the reconciler leaves a unit alone while its message may
+# still be waiting in its queue (synthesis/queue_backlog.py).
+before_task_publish.connect(stamp_sent_at, weak=False)
 
 
 @app.on_after_finalize.connect

@@ -1,9 +1,9 @@
 """Enqueue pipeline steps — only after the transaction that made them due has committed.
 
 A message only says "look at object N" (and the queue it was sent to, so that the worker knows
-where it runs); before it is sent, the object's lease is set so the reconciler leaves it alone
-while the message is on its way. If the message is lost, the lease runs out and the reconciler
-sends it again.
+where it runs); before it is sent, the object's lease is set, and where and when it was sent is
+noted, so the reconciler leaves it alone while the message is on its way or still waiting in its
+queue. If the message is lost, the lease runs out and the reconciler sends it again.
 
 This module only sends. Which queue a step belongs to is decided by the service that knows the
 step's next model call (``synthesis.providers.calls.queue_of``): ``gate.gate_send``,
@@ -13,7 +13,7 @@ call go to the default queue.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import current_app
 from django.conf import settings
@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from synthesis.models import Character, Frame, FrameCharacter, Story
 from synthesis.providers.queues import DEFAULT_QUEUE
+from synthesis.queue_backlog import sent_at_headers
 from synthesis.states import AttemptKind
 
 # Tasks are named, not imported: ``synthesis.tasks`` imports the services, and the services
@@ -38,21 +39,30 @@ def lease_deadline() -> timedelta:
     return timedelta(seconds=settings.HILAPP_LEASE_S)
 
 
-def touch_lease(model: type[models.Model], pks: list[int]) -> None:
-    model._default_manager.filter(pk__in=pks).update(lease_until=timezone.now() + lease_deadline())
+def touch_lease(model: type[models.Model], pks: list[int], *, queue: str) -> datetime:
+    """Lease the units and note where and when their step is sent; the message carries the
+    same time (``queue_backlog``), so the reconciler can tell whether it is still in line."""
+    now = timezone.now()
+    model._default_manager.filter(pk__in=pks).update(
+        lease_until=now + lease_deadline(), sent_to=queue, sent_at=now
+    )
+    return now
 
 
-def send_on_commit(task: str, args: list[object], *, queue: str = DEFAULT_QUEUE) -> None:
+def send_on_commit(
+    task: str, args: list[object], *, queue: str = DEFAULT_QUEUE, sent_at: datetime | None = None
+) -> None:
     # Resolved by name (no import of synthesis.tasks here); apply_async honours eager mode.
+    headers = sent_at_headers(sent_at) if sent_at is not None else {}
     transaction.on_commit(
-        lambda: current_app.tasks[task].apply_async(args=tuple(args), queue=queue)
+        lambda: current_app.tasks[task].apply_async(args=tuple(args), queue=queue, headers=headers)
     )
 
 
-def send_step(task: str, args: list[object], *, queue: str) -> None:
+def send_step(task: str, args: list[object], *, queue: str, sent_at: datetime) -> None:
     """Send a pipeline step that makes a model call; the task learns its queue from the last
     argument (a worker forwards the step if it belongs elsewhere)."""
-    send_on_commit(task, [*args, queue], queue=queue)
+    send_on_commit(task, [*args, queue], queue=queue, sent_at=sent_at)
 
 
 def subject_model(kind: AttemptKind) -> type[models.Model]:
@@ -65,28 +75,28 @@ def subject_model(kind: AttemptKind) -> type[models.Model]:
 
 def gate(kind: AttemptKind, subject_id: int, *, queue: str) -> None:
     """Send a gate subject's next step to ``queue`` (``gate.gate_send`` picks the queue)."""
-    touch_lease(subject_model(kind), [subject_id])
-    send_step(GATE_TASK, [kind.value, subject_id], queue=queue)
+    sent_at = touch_lease(subject_model(kind), [subject_id], queue=queue)
+    send_step(GATE_TASK, [kind.value, subject_id], queue=queue, sent_at=sent_at)
 
 
 def character_draft(character_id: int, *, queue: str) -> None:
-    touch_lease(Character, [character_id])
-    send_step(DRAFT_TASK, [character_id], queue=queue)
+    sent_at = touch_lease(Character, [character_id], queue=queue)
+    send_step(DRAFT_TASK, [character_id], queue=queue, sent_at=sent_at)
 
 
 def story_script(story_id: int, *, queue: str) -> None:
-    touch_lease(Story, [story_id])
-    send_step(STORY_SCRIPT_TASK, [story_id], queue=queue)
+    sent_at = touch_lease(Story, [story_id], queue=queue)
+    send_step(STORY_SCRIPT_TASK, [story_id], queue=queue, sent_at=sent_at)
 
 
 def frame_references(frame_ids: list[int]) -> None:
     """Start a frame's pending references, or move it on once they are all approved."""
-    touch_lease(Frame, frame_ids)
+    sent_at = touch_lease(Frame, frame_ids, queue=DEFAULT_QUEUE)
     for pk in frame_ids:
-        send_on_commit(FRAME_REFERENCES_TASK, [pk])
+        send_on_commit(FRAME_REFERENCES_TASK, [pk], sent_at=sent_at)
 
 
 def story_check(story_id: int) -> None:
     """Is every frame of the story approved or discarded? (runs after the commit that may say so)"""
-    touch_lease(Story, [story_id])
-    send_on_commit(STORY_CHECK_TASK, [story_id])
+    sent_at = touch_lease(Story, [story_id], queue=DEFAULT_QUEUE)
+    send_on_commit(STORY_CHECK_TASK, [story_id], sent_at=sent_at)

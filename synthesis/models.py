@@ -47,6 +47,18 @@ class Leased(models.Model):
         abstract = True
 
 
+class Queued(Leased):
+    """A work unit: its steps are sent to a queue, and ``sent_to``/``sent_at`` say where and when
+    the latest was sent. The reconciler does not send a unit again while that message may still
+    be waiting in its queue (``synthesis.queue_backlog``)."""
+
+    sent_to = models.CharField(max_length=64, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
 class Batch(TimeStamped):
     kind = models.CharField(max_length=16, choices=BatchKind.choices)
     status = models.CharField(
@@ -89,7 +101,7 @@ class Batch(TimeStamped):
         return f"Batch {self.pk} ({self.kind}, {self.status})"
 
 
-class Character(TimeStamped, Leased):
+class Character(TimeStamped, Queued):
     """A character identity template (CID): concept, template image and its VIEScore."""
 
     batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="characters")
@@ -128,7 +140,7 @@ class Character(TimeStamped, Leased):
         return f"{self.cid} {self.name}".strip()
 
 
-class Story(TimeStamped, Leased):
+class Story(TimeStamped, Queued):
     """A story script over 1–5 locked characters, then its frames (Phase II and III)."""
 
     batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="stories")
@@ -182,7 +194,7 @@ class StoryCast(models.Model):
         return f"{self.story_id}#{self.order}: {self.character_id}"
 
 
-class Frame(TimeStamped, Leased):
+class Frame(TimeStamped, Queued):
     story = models.ForeignKey(Story, on_delete=models.CASCADE, related_name="frames")
     index = models.PositiveSmallIntegerField()
     frame_text = models.TextField()
@@ -215,7 +227,7 @@ class Frame(TimeStamped, Leased):
         return f"Frame {self.story_id}/{self.index}"
 
 
-class FrameCharacter(TimeStamped, Leased):
+class FrameCharacter(TimeStamped, Queued):
     """One character in one frame: its control signals and its reference image R_ij."""
 
     frame = models.ForeignKey(Frame, on_delete=models.CASCADE, related_name="cast")
