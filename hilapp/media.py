@@ -35,6 +35,13 @@ SALT = "hilapp.media"
 EXPIRY_STEP_S = 60
 
 
+class StorageUnavailable(OSError):
+    """The media storage could not be reached, after its own retries; nothing was written.
+
+    A pipeline step that meets it leaves its unit for the reconciler, which sends it again once
+    its lease has run out."""
+
+
 def media_url(name: str) -> str:
     """The signed, expiring URL of the stored file ``name`` ("" when there is none)."""
     return default_storage.url(name) if name else ""

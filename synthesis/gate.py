@@ -31,6 +31,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from hilapp.media import StorageUnavailable
 from synthesis import dispatch
 from synthesis.models import GateAttempt
 from synthesis.prompts import RenderedPrompt
@@ -328,6 +329,11 @@ def _work_on(policy: GatePolicy, subject: Any, attempt: GateAttempt) -> Step:
                 lease_until=None,
             )
             return Step.CONTINUE
+        GateAttempt.objects.filter(pk=attempt.pk).update(lease_until=None)
+        raise
+    except StorageUnavailable:
+        # The produced image could not be stored (or the judged one read): the reconciler sends
+        # the step again, which must find the attempt unclaimed.
         GateAttempt.objects.filter(pk=attempt.pk).update(lease_until=None)
         raise
     return Step.CONTINUE

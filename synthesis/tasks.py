@@ -10,6 +10,7 @@ import logging
 
 from celery import Task, shared_task
 
+from hilapp.media import StorageUnavailable
 from synthesis.export.jobs import export_job_run
 from synthesis.gate import gate_run
 from synthesis.gate_policies import policy_for
@@ -53,6 +54,10 @@ def gate_advance(self: Task, kind: str, subject_id: int, queue: str | None = Non
         gate_run(policy_for(AttemptKind(kind)), subject_id, here=queue)
     except ProviderError as exc:
         _retry_transient(self, exc)
+    except StorageUnavailable as exc:
+        # Not retried here: each try may pay for a render again. botocore has already retried
+        # for about a minute; the reconciler sends the step again once its lease has run out.
+        log.warning("step left for the reconciler: %s", exc)
 
 
 @shared_task(name="synthesis.tasks.reconcile")

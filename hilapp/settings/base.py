@@ -223,6 +223,8 @@ elif MEDIA_STORAGE_BACKEND == _S3_MEDIA:
             "access_key": env_str("AWS_ACCESS_KEY_ID") or None,
             "secret_key": env_str("AWS_SECRET_ACCESS_KEY") or None,
             "addressing_style": env_str("AWS_S3_ADDRESSING_STYLE") or None,
+            # Tries per request (botocore's name for it), then StorageUnavailable (hilapp.s3).
+            "max_attempts": env_int("AWS_MAX_ATTEMPTS", 10, minimum=1),
             "signature_version": "s3v4",
             "location": env_str("AWS_LOCATION") or "",
             "querystring_auth": True,

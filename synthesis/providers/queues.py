@@ -10,8 +10,8 @@ from synthesis.providers.routing import RouteEntry
 
 DEFAULT_QUEUE = "celery"
 QUEUE_BY_PROVIDER = {"openai": "api", "gemini": "api", "diffusers": "gpu", "sim": DEFAULT_QUEUE}
-# Every queue a pipeline step can be sent to.
-PIPELINE_QUEUES = tuple(dict.fromkeys([DEFAULT_QUEUE, *QUEUE_BY_PROVIDER.values()]))
+# Every queue a pipeline step can be sent to, the default first.
+PIPELINE_QUEUES = (DEFAULT_QUEUE, *sorted(set(QUEUE_BY_PROVIDER.values()) - {DEFAULT_QUEUE}))
 
 
 def queue_for(entry: RouteEntry | None) -> str:

@@ -10,11 +10,10 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from synthesis.providers.queues import DEFAULT_QUEUE, QUEUE_BY_PROVIDER
+from synthesis.providers.queues import PIPELINE_QUEUES
 
 log = logging.getLogger(__name__)
 
-QUEUES = (DEFAULT_QUEUE, *sorted(set(QUEUE_BY_PROVIDER.values()) - {DEFAULT_QUEUE}))
 INSPECT_TIMEOUT_S = 1.0
 
 
@@ -36,7 +35,7 @@ def queue_depths() -> dict[str, int | None]:
     depths: dict[str, int | None] = {}
     with app.connection_for_read() as conn:
         channel = conn.default_channel
-        for name in QUEUES:
+        for name in PIPELINE_QUEUES:
             try:
                 declared = channel.queue_declare(queue=name, passive=True)  # type: ignore[attr-defined]
                 depths[name] = int(declared.message_count)
@@ -50,7 +49,7 @@ def queue_consumers() -> dict[str, list[str]]:
     """Worker node names by the queues they consume (workers that answered within a second)."""
     from hilapp.celery import app
 
-    listening: dict[str, list[str]] = {name: [] for name in QUEUES}
+    listening: dict[str, list[str]] = {name: [] for name in PIPELINE_QUEUES}
     answers = None
     with contextlib.suppress(Exception):  # no broadcast support, or nobody answered
         answers = app.control.inspect(timeout=INSPECT_TIMEOUT_S).active_queues()
@@ -65,5 +64,5 @@ def queues_health() -> list[QueueHealth]:
     consumers = queue_consumers()
     return [
         QueueHealth(name, depths.get(name), tuple(sorted(consumers.get(name, []))))
-        for name in QUEUES
+        for name in PIPELINE_QUEUES
     ]

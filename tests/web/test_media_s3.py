@@ -3,27 +3,35 @@ experts upload land in the bucket, never on local disk, and their URLs are presi
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from hilapp.celery import app as celery_app
-from hilapp.media import media_url
+from hilapp.media import StorageUnavailable, media_url
 from review.services import review_item_open, review_queue_next, vote_cast
 from synthesis.artifacts import save_png
-from synthesis.models import Character
+from synthesis.models import Character, GateAttempt
 from synthesis.services.characters import batch_launch_characters
+from synthesis.services.reconcile import reconcile_stuck_work
 from synthesis.states import CharacterStatus
 from tests.factories import png_bytes
 from tests.web.s3_media import s3_default, storages_from_env
 
 pytestmark = pytest.mark.django_db
+
+FAST = {"sim": {"faults": {}, "latency_ms": 0}}
 
 
 class Bucket:
@@ -132,3 +140,80 @@ def test_urls_are_signed_for_the_public_endpoint_and_the_ttl(
     url = media_url(name)
     assert_presigned(url, public, ttl=120)
     assert fetch(url) == (200, png_bytes("public"))
+
+
+class HangingUp:
+    """An endpoint that accepts each connection and closes it at once: a bucket that is down."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # closed by close()
+            while True:
+                conn, _ = self.sock.accept()
+                self.connections += 1
+                conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def bucket_down() -> Iterator[HangingUp]:
+    down = HangingUp()
+    yield down
+    down.close()
+
+
+def test_a_bucket_that_cannot_be_reached_is_tried_max_attempts_times_then_named(
+    local_s3: Any, settings: Any, monkeypatch: pytest.MonkeyPatch, bucket_down: HangingUp
+) -> None:
+    env = {**local_s3.bucket(), "AWS_S3_ENDPOINT_URL": bucket_down.url, "AWS_MAX_ATTEMPTS": "3"}
+    settings.STORAGES = {**settings.STORAGES, "default": s3_default(env, monkeypatch)}
+    with pytest.raises(StorageUnavailable) as raised:
+        save_png(png_bytes("lost?"), folder="templates")
+    message = str(raised.value)
+    assert env["AWS_STORAGE_BUCKET_NAME"] in message and bucket_down.url in message, message
+    assert "after 3 attempts" in message
+    assert bucket_down.connections == 3  # botocore's retries, as configured
+    assert not Bucket(local_s3, env).stored()
+
+
+def test_a_bucket_outage_during_a_batch_loses_no_character(
+    local_s3: Any,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    bucket_down: HangingUp,
+    django_capture_on_commit_callbacks: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    env = local_s3.bucket()
+    up = s3_default(env, monkeypatch)
+    down = s3_default(
+        {**env, "AWS_S3_ENDPOINT_URL": bucket_down.url, "AWS_MAX_ATTEMPTS": "1"}, monkeypatch
+    )
+    settings.HILAPP_TEMPLATE_SIZE = 64
+    settings.STORAGES = {**settings.STORAGES, "default": down}
+    celery_app.conf.task_always_eager = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            batch = batch_launch_characters(count=3, seed=2, params=FAST)
+        # Each character's first render was made but could not be stored: it waits, unclaimed.
+        characters = Character.objects.filter(batch=batch)
+        assert set(characters.values_list("status", flat=True)) == {CharacterStatus.RENDERING}
+        assert not GateAttempt.objects.filter(lease_until__isnull=False).exists()
+        assert "step left for the reconciler" in caplog.text and bucket_down.url in caplog.text
+
+        settings.STORAGES = {**settings.STORAGES, "default": up}  # the bucket is back
+        characters.update(lease_until=timezone.now() - timedelta(seconds=1))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert reconcile_stuck_work()["character_gate"] == 3
+    finally:
+        celery_app.conf.task_always_eager = False
+    assert set(characters.values_list("status", flat=True)) == {CharacterStatus.PENDING_HV1}
+    assert set(characters.values_list("template", flat=True)) <= Bucket(local_s3, env).stored()
