@@ -36,6 +36,9 @@ from tests.topology.cluster import Cluster, deployment_environment
 # ORM calls of this test run beside Playwright's event loop (as in the other browser tests).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 WORKERS = ("worker-default", "worker-api", "worker-gpu")
+# Each model answer in the frame phase takes this long: a frame's chain of calls (references,
+# their judges, the frame, its judge) then outlasts the first strikes of the chaos.
+FRAME_PHASE_LATENCY_S = 1.5
 ROLES = {
     "HILAPP_ROLE_PLANNER": "openai:gpt-4o=1,gemini:gemini-2.5-pro=1",
     "HILAPP_ROLE_JUDGE": "gemini:gemini-2.5-pro=1,openai:gpt-4o=1",
@@ -109,7 +112,7 @@ def pipelines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 def cluster(
     transactional_db: Any, tmp_path: Path, local_s3: Any, pipelines: dict[str, str]
 ) -> Iterator[tuple[Cluster, ModelFakes, str]]:
-    # Each answer takes 0.3 s, so that frames are still running when the chaos strikes.
+    # Each answer takes 0.3 s (FRAME_PHASE_LATENCY_S once frames run).
     fakes = ModelFakes(latency_s=0.3, iqcc_fail_every=4).start()
     port = free_port()
     bucket = local_s3.bucket()
@@ -219,6 +222,9 @@ def test_the_whole_journey_on_separate_hosts_survives_chaos(
             message="3 stories to reach HV2",
         )
         _assert_pages_load(browser, base, "expert1", ["/review/hv2/"], with_images=True)
+        # Slower answers while frames run: on a quick machine, frames at 0.3 s per answer came to
+        # rest within five seconds, before most of the chaos.
+        fakes.latency_s = FRAME_PHASE_LATENCY_S
         _vote_all(expert_api, "hv2", "approve")
         frames_total = Frame.objects.count()
         assert frames_total >= 6
