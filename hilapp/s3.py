@@ -1,10 +1,11 @@
 """Media in an S3-compatible bucket (the ``s3`` extra: django-storages + boto3).
 
 A bucket that cannot be reached for a moment costs no work: botocore retries each request in its
-``standard`` mode (``AWS_MAX_ATTEMPTS`` tries in all, exponential backoff with jitter, ten by
-default: about a minute), which covers connection errors, throttling and 5xx answers. Past that,
-a write, an existence check or an open raises ``StorageUnavailable`` naming the bucket and its
-endpoint; a pipeline step that meets it leaves its unit for the reconciler.
+``standard`` mode (``AWS_MAX_ATTEMPTS`` tries in all, ten by default, with exponential backoff
+and jitter: up to ~25 s in all for connection errors, longer when the store throttles), which
+covers connection errors, throttling and 5xx answers. Past that, a write, an existence check or
+an open raises ``StorageUnavailable`` naming the bucket and its endpoint; a pipeline step that
+meets it leaves its unit for the reconciler.
 
 URLs are the bucket's presigned URLs (``querystring_auth`` on, expiring after
 ``HILAPP_MEDIA_URL_TTL_S``; ``hilapp.media`` explains why every media URL is signed). When the

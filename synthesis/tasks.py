@@ -56,7 +56,7 @@ def gate_advance(self: Task, kind: str, subject_id: int, queue: str | None = Non
         _retry_transient(self, exc)
     except StorageUnavailable as exc:
         # Not retried here: each try may pay for a render again. botocore has already retried
-        # for about a minute; the reconciler sends the step again once its lease has run out.
+        # (AWS_MAX_ATTEMPTS tries); the reconciler sends the step again once its lease has run out.
         log.warning("step left for the reconciler: %s", exc)
 
 
