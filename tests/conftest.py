@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -177,25 +177,32 @@ class Workers:
         proc.wait(timeout=30)
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_groups(self.procs, timeout=20)
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.log_dir.glob("*.log"))
 
 
+def stop_process_groups(procs: Iterable[subprocess.Popen[bytes]], *, timeout: float) -> None:
+    """SIGTERM each process group still running, then SIGKILL those not gone after ``timeout``."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def _purge_broker() -> None:
     from hilapp.celery import app
+    from synthesis.providers.queues import PIPELINE_QUEUES
 
     with app.connection_for_write() as conn:
-        for queue in ("celery", "api", "gpu"):
+        for queue in PIPELINE_QUEUES:
             with contextlib.suppress(Exception):
                 conn.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
 

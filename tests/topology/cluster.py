@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from tests.conftest import _database_url
+from tests.conftest import _database_url, stop_process_groups
 from tests.model_fakes import ModelFakes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,31 +74,20 @@ class Cluster:
         (home / "var").mkdir(parents=True, exist_ok=True)
         return home, {**self.env, "HILAPP_VAR_DIR": str(home / "var")}
 
-    def run(self, name: str, *, host: str) -> None:
-        """Run a one-shot process on ``host`` (release: migrate, and static files for its web)."""
+    def _once(self, argv: list[str], *, host: str, timeout: float) -> None:
         home, env = self._home(host)
         done = subprocess.run(
-            [sys.executable, "-m", "hilapp.processes", name],
-            cwd=home,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
+            argv, cwd=home, env=env, capture_output=True, text=True, timeout=timeout
         )
         assert done.returncode == 0, done.stderr[-3000:]
 
+    def run(self, name: str, *, host: str) -> None:
+        """Run a one-shot process on ``host`` (release: migrate, and static files for its web)."""
+        self._once([sys.executable, "-m", "hilapp.processes", name], host=host, timeout=300)
+
     def manage(self, *argv: str, host: str) -> None:
         """``manage.py`` with ``argv`` on ``host``, as an operator runs a command there."""
-        home, env = self._home(host)
-        done = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), *argv],
-            cwd=home,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        self._once([sys.executable, str(ROOT / "manage.py"), *argv], host=host, timeout=120)
 
     def start(self, name: str) -> None:
         home, env = self._home(name)
@@ -123,15 +112,7 @@ class Cluster:
         return {name: proc.poll() is None for name, proc in self.procs.items()}
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_groups(self.procs.values(), timeout=30)
 
     def logs(self) -> str:
         return "\n".join(
