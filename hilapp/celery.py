@@ -2,8 +2,8 @@
 
 import os
 
-from celery import Celery
-from celery.signals import before_task_publish, worker_init
+from celery import Celery, Task
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_init
 
 from synthesis.queue_backlog import stamp_sent_at
 
@@ -15,6 +15,22 @@ app.autodiscover_tasks()
 # Every message says when it was sent: the reconciler leaves a unit alone while its message may
 # still be waiting in its queue (synthesis/queue_backlog.py).
 before_task_publish.connect(stamp_sent_at, weak=False)
+
+
+def _close_old_connections(sender: Task, **_: object) -> None:
+    """A worker's database connections outlive a task (``CELERY_DB_REUSE_MAX``): close those
+    past ``DB_CONN_MAX_AGE`` or left unusable by an error (a restarted database), as Django does
+    around a request, so the next task connects afresh. Not in eager mode: the task runs inside
+    its caller, whose connection (and transaction) is not the task's to close."""
+    if getattr(sender.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
+task_prerun.connect(_close_old_connections, weak=False)
+task_postrun.connect(_close_old_connections, weak=False)
 
 
 @app.on_after_finalize.connect

@@ -31,6 +31,9 @@ GPU_CONCURRENCY = 8  # threads feeding the micro-batcher (at least DIFFUSERS_MAX
 # PostgreSQL connections shared by the api worker's threads: a call hands its connection back
 # while it waits on the network (synthesis.providers.calls), so a few serve hundreds of calls.
 API_DB_POOL_MAX_SIZE = 8
+# Seconds a worker keeps a database connection across tasks (DB_CONN_MAX_AGE) where it has no
+# pool: each child process or thread holds one, as many as without reuse, but connects once.
+WORKER_DB_CONN_MAX_AGE = 600
 
 
 def _concurrency(env: Mapping[str, str], name: str, default: int) -> int:
@@ -51,9 +54,18 @@ def environment_defaults(name: str, env: Mapping[str, str]) -> dict[str, str]:
     threads share a few database connections, and SDK HTTP pools as large as the calls it
     keeps in flight (``PROVIDER_MAX_CONNECTIONS`` = its concurrency), else calls queue for an
     HTTP connection. A value the operator set is kept, unless it cannot work.
+    worker-default, worker-gpu: database connections kept across tasks (``DB_CONN_MAX_AGE``).
     """
-    if name != "worker-api":
+    if name in ("worker-default", "worker-gpu"):
+        defaults = {"DB_CONN_MAX_AGE": str(WORKER_DB_CONN_MAX_AGE)}
+    elif name == "worker-api":
+        defaults = _api_worker_defaults(env)
+    else:
         return {}
+    return {key: value for key, value in defaults.items() if not _is_set(env, key)}
+
+
+def _api_worker_defaults(env: Mapping[str, str]) -> dict[str, str]:
     concurrency = _concurrency(env, "HILAPP_API_CONCURRENCY", API_CONCURRENCY)
     if _is_set(env, "PROVIDER_MAX_CONNECTIONS"):
         given = env["PROVIDER_MAX_CONNECTIONS"].strip()
@@ -62,11 +74,10 @@ def environment_defaults(name: str, env: Mapping[str, str]) -> dict[str, str]:
                 f"PROVIDER_MAX_CONNECTIONS={given} is below HILAPP_API_CONCURRENCY={concurrency}:"
                 " calls would wait for an HTTP connection; raise it or leave it unset"
             )
-    defaults = {
+    return {
         "DB_POOL_MAX_SIZE": str(API_DB_POOL_MAX_SIZE),
         "PROVIDER_MAX_CONNECTIONS": str(concurrency),
     }
-    return {key: value for key, value in defaults.items() if not _is_set(env, key)}
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -80,6 +80,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fix-up closes every database connection before and after each task unless it
+# may reuse them, and a new PostgreSQL connection per task cost a worker more CPU than the
+# task's own queries. It may reuse them; hilapp.celery closes one as Django does after a
+# request instead: past DB_CONN_MAX_AGE, or once an error left it unusable.
+CELERY_DB_REUSE_MAX = 1_000_000
 HILAPP_RECONCILE_EVERY_S = env_float("HILAPP_RECONCILE_EVERY_S", 30.0, minimum=1.0)
 HILAPP_LEASE_S = env_float("HILAPP_LEASE_S", 300.0, minimum=1.0)
 # Where API export jobs write (default: VAR_DIR/exports; see synthesis.export.jobs).

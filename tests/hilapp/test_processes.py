@@ -38,14 +38,16 @@ def test_print_shows_each_process_command_line() -> None:
         f"{PY} -m gunicorn hilapp.wsgi:application --config python:hilapp.gunicorn_conf"
     ]
     assert printed("worker-default", env) == [
-        f"{CELERY} worker -Q celery --concurrency 4 -n default@%h --loglevel INFO"
+        f"DB_CONN_MAX_AGE=600 {CELERY} worker -Q celery --concurrency 4 -n default@%h "
+        "--loglevel INFO"
     ]
     assert printed("worker-api", env) == [
         f"DB_POOL_MAX_SIZE=8 PROVIDER_MAX_CONNECTIONS=200 {CELERY} worker -Q api "
         "--pool threads --concurrency 200 -n api@%h --loglevel INFO"
     ]
     assert printed("worker-gpu", env) == [
-        f"{CELERY} worker -Q gpu --pool threads --concurrency 8 -n gpu0@%h --loglevel INFO"
+        f"DB_CONN_MAX_AGE=600 {CELERY} worker -Q gpu --pool threads --concurrency 8 -n gpu0@%h "
+        "--loglevel INFO"
     ]
     schedule = settings.CELERY_BEAT_SCHEDULE_FILENAME
     assert printed("beat", env) == [f"{CELERY} beat --schedule {schedule} --loglevel INFO"]
@@ -109,8 +111,15 @@ def test_the_api_worker_keeps_what_the_operator_set() -> None:
     assert processes.environment_defaults("worker-api", {"DB_POOL_MAX_SIZE": "4"}) == {
         "PROVIDER_MAX_CONNECTIONS": "200"
     }
-    for name in ("release", "web", "worker-default", "worker-gpu", "beat"):
+    for name in ("release", "web", "beat"):
         assert processes.environment_defaults(name, {}) == {}
+
+
+@pytest.mark.parametrize("name", ["worker-default", "worker-gpu"])
+def test_workers_without_a_pool_keep_their_connections_across_tasks(name: str) -> None:
+    # tests/hilapp/test_worker_db_connections.py shows the reuse on a running worker
+    assert processes.environment_defaults(name, {}) == {"DB_CONN_MAX_AGE": "600"}
+    assert processes.environment_defaults(name, {"DB_CONN_MAX_AGE": "0"}) == {}
 
 
 @pytest.mark.parametrize(
