@@ -182,10 +182,12 @@ def gate_run(
     escapes (transient errors propagate to the task, which retries with back-off)."""
     step = Step.CONTINUE
     # The subject is loaded once per run: only this gate's own steps change it while it is in
-    # the gate, and they end the run when they do (a racer's are guarded transitions).
+    # the gate, and they end the run when they do (a racer's are guarded transitions). The
+    # latest attempt is loaded once too: a step that moves it (or opens the next) hands it on.
     subject = policy.load(subject_id)
+    attempt: GateAttempt | None = None
     for _ in range(max_steps):
-        step = gate_step(policy, subject_id, here=here, subject=subject)
+        step, attempt = _step(policy, subject, attempt, here=here)
         if step != Step.CONTINUE:
             break
     return step
@@ -242,29 +244,41 @@ def _moved_elsewhere(
     return True
 
 
-def gate_step(
-    policy: GatePolicy, subject_id: int, *, here: str | None = None, subject: Any = None
-) -> Step:
-    subject = subject if subject is not None else policy.load(subject_id)
-    if not policy.is_active(subject):
-        return Step.DONE
+def gate_step(policy: GatePolicy, subject_id: int, *, here: str | None = None) -> Step:
+    """Take the subject's next step."""
+    step, _ = _step(policy, policy.load(subject_id), None, here=here)
+    return step
+
+
+def _latest_attempt(policy: GatePolicy, subject_id: int) -> GateAttempt:
     attempt = attempts_of(policy, subject_id).order_by("-number").first()
     if attempt is None:
         raise LookupError(f"{policy.kind} {subject_id} is in its gate without an attempt")
+    return attempt
+
+
+def _step(
+    policy: GatePolicy, subject: Any, attempt: GateAttempt | None, *, here: str | None
+) -> tuple[Step, GateAttempt | None]:
+    """One step; returns it and the subject's latest attempt as the step left it (None: not
+    known here, e.g. a racer moved it, so the next step loads it)."""
+    if not policy.is_active(subject):
+        return Step.DONE, None
+    attempt = attempt or _latest_attempt(policy, subject.pk)
     if attempt.status in (AttemptStatus.PENDING, AttemptStatus.PRODUCED):
         if _moved_elsewhere(policy, subject, next_call(policy, subject, attempt), here):
-            return Step.MOVED
+            return Step.MOVED, None
         return _work_on(policy, subject, attempt)
     if attempt.status == AttemptStatus.PASSED:
         with transaction.atomic():
             policy.on_pass(subject, attempt)
-        return Step.DONE
+        return Step.DONE, None
     if attempt.status == AttemptStatus.ERRORED:
         with transaction.atomic():
             policy.on_error(
                 subject, attempt, ProviderError(attempt.error, kind=ErrorKind.BAD_REQUEST)
             )
-        return Step.DONE
+        return Step.DONE, None
     return _after_failure(policy, subject, attempt, here=here)
 
 
@@ -277,18 +291,29 @@ def _claim(attempt: GateAttempt) -> bool:
     )
 
 
-def _work_on(policy: GatePolicy, subject: Any, attempt: GateAttempt) -> Step:
+def _move(attempt: GateAttempt, new: AttemptStatus, **updates: Any) -> GateAttempt | None:
+    """Move the attempt (guarded) and return it as the database now holds it; None if a racer
+    moved it first."""
+    if not transition(GateAttempt, attempt.pk, old=attempt.status, new=new, **updates):
+        return None
+    attempt.status = new
+    for name, value in updates.items():
+        setattr(attempt, name, value)
+    return attempt
+
+
+def _work_on(
+    policy: GatePolicy, subject: Any, attempt: GateAttempt
+) -> tuple[Step, GateAttempt | None]:
     if not _claim(attempt):
-        return Step.BUSY
+        return Step.BUSY, None
     try:
         if attempt.status == AttemptStatus.PENDING:
             produced = policy.produce(subject, attempt)
             name, digest = policy.save_image(produced.image)
-            transition(
-                GateAttempt,
-                attempt.pk,
-                old=AttemptStatus.PENDING,
-                new=AttemptStatus.PRODUCED,
+            moved = _move(
+                attempt,
+                AttemptStatus.PRODUCED,
                 image=name,
                 image_sha256=digest,
                 producer_model=produced.model_label,
@@ -296,11 +321,9 @@ def _work_on(policy: GatePolicy, subject: Any, attempt: GateAttempt) -> Step:
             )
         else:
             verdict = policy.judge(subject, attempt)
-            transition(
-                GateAttempt,
-                attempt.pk,
-                old=AttemptStatus.PRODUCED,
-                new=AttemptStatus.PASSED if verdict.passed else AttemptStatus.FAILED,
+            moved = _move(
+                attempt,
+                AttemptStatus.PASSED if verdict.passed else AttemptStatus.FAILED,
                 reason=verdict.error_scope,
                 judge_model=verdict.judge_model,
                 score_sc=verdict.score_sc,
@@ -318,17 +341,15 @@ def _work_on(policy: GatePolicy, subject: Any, attempt: GateAttempt) -> Step:
         if exc.permanent or exc.kind == ErrorKind.MALFORMED:
             # A model that refuses, or whose answer never parses, gives no result: the
             # attempt errors out with the reason; it is never given a made-up score.
-            transition(
-                GateAttempt,
-                attempt.pk,
-                old=attempt.status,
-                new=AttemptStatus.ERRORED,
+            moved = _move(
+                attempt,
+                AttemptStatus.ERRORED,
                 reason=str(exc),
                 error=str(exc),
                 finished_at=timezone.now(),
                 lease_until=None,
             )
-            return Step.CONTINUE
+            return Step.CONTINUE, moved
         GateAttempt.objects.filter(pk=attempt.pk).update(lease_until=None)
         raise
     except StorageUnavailable:
@@ -336,7 +357,7 @@ def _work_on(policy: GatePolicy, subject: Any, attempt: GateAttempt) -> Step:
         # the step again, which must find the attempt unclaimed.
         GateAttempt.objects.filter(pk=attempt.pk).update(lease_until=None)
         raise
-    return Step.CONTINUE
+    return Step.CONTINUE, moved
 
 
 def _failures(policy: GatePolicy, subject: Any) -> int:
@@ -350,14 +371,16 @@ def _failures(policy: GatePolicy, subject: Any) -> int:
 
 def _after_failure(
     policy: GatePolicy, subject: Any, failed: GateAttempt, *, here: str | None
-) -> Step:
+) -> tuple[Step, GateAttempt | None]:
     round_ = policy.round_of(subject)
     if _failures(policy, subject) < policy.max_attempts():
         if _moved_elsewhere(policy, subject, policy.retry_call(subject, failed), here):
-            return Step.MOVED
+            return Step.MOVED, None
         plan = policy.plan_retry(subject, failed)
-        attempt_open(policy, subject.pk, number=failed.number + 1, round_=round_, plan=plan)
-        return Step.CONTINUE
+        opened = attempt_open(
+            policy, subject.pk, number=failed.number + 1, round_=round_, plan=plan
+        )
+        return Step.CONTINUE, opened
     with transaction.atomic():
         policy.on_exhausted(subject, failed)
-    return Step.DONE
+    return Step.DONE, None

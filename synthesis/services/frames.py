@@ -15,6 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Prefetch
 
 from hilapp.imaging import fit_inputs
 from review.services import review_item_open
@@ -61,8 +62,17 @@ def frame_context(frame: Frame, attempt_id: int | None = None, subject: str = ""
     )
 
 
+def _cast_query() -> Any:
+    return FrameCharacter.objects.select_related("character").order_by("slot")
+
+
 def frame_cast(frame: Frame) -> list[FrameCharacter]:
-    return list(frame.cast.select_related("character").order_by("slot"))
+    """The frame's characters in slot order: as ``FrameGate.load`` prefetched them (the cast
+    does not change while the frame renders, and a run reads it at every step), else now."""
+    prefetched: list[FrameCharacter] | None = getattr(frame, "cast_in_order", None)
+    if prefetched is not None:
+        return prefetched
+    return list(_cast_query().filter(frame=frame))
 
 
 def _sim_subject(frame: Frame, cast: list[FrameCharacter]) -> dict[str, Any]:
@@ -85,8 +95,10 @@ class FrameGate(GatePolicy):
     subject_field = "frame"
 
     def load(self, subject_id: int) -> Frame:
-        return Frame.objects.select_related("story__batch", "story__frames_batch").get(
-            pk=subject_id
+        return (
+            Frame.objects.select_related("story__batch", "story__frames_batch")
+            .prefetch_related(Prefetch("cast", queryset=_cast_query(), to_attr="cast_in_order"))
+            .get(pk=subject_id)
         )
 
     def is_active(self, subject: Frame) -> bool:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.db.models import F
 
 from synthesis.models import Batch, Character, StatusChange
 from synthesis.states import TRANSITIONS, BatchKind, CharacterStatus, terminal_states
@@ -70,6 +71,38 @@ def test_a_transition_writes_its_fields_and_an_audit_row() -> None:
         "locked",
         "hv1",
     )
+
+
+@pytest.mark.django_db
+def test_a_transition_writes_expressions_and_json_in_its_update() -> None:
+    # On PostgreSQL the UPDATE and the audit row are one statement built from the ORM's UPDATE;
+    # it must keep what the ORM writes: an expression on the row, a JSON value.
+    character = _character(status=CharacterStatus.DRAFTING)
+    assert transition(
+        Character,
+        character.pk,
+        old=CharacterStatus.DRAFTING,
+        new=CharacterStatus.RENDERING,
+        index=F("index") + 5,
+        palette=[{"name": "rust", "hex": "#b7410e"}],
+    )
+    character.refresh_from_db()
+    assert (character.status, character.index) == ("rendering", 5)
+    assert character.palette == [{"name": "rust", "hex": "#b7410e"}]
+    assert StatusChange.objects.get().new == "rendering"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transition_in_a_transaction_that_rolls_back_leaves_no_trace() -> None:
+    character = _character(status=CharacterStatus.PENDING_HV1)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert transition(
+            Character, character.pk, old=CharacterStatus.PENDING_HV1, new=CharacterStatus.LOCKED
+        )
+        raise RuntimeError("the caller fails after the move")
+    character.refresh_from_db()
+    assert character.status == CharacterStatus.PENDING_HV1
+    assert not StatusChange.objects.exists()
 
 
 def test_terminal_states_have_no_way_out() -> None:
