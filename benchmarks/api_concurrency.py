@@ -14,7 +14,9 @@ steady state (or when the work runs out, or after ``--timeout``) and prints:
 - average and peak calls in flight over the steady window, against the configured concurrency;
 - calls/s answered by the fakes in that window, and the ideal (concurrency / latency);
 - api worker CPU ms per call (user + system, whole run / calls answered);
-- peak PostgreSQL connections of the api worker.
+- peak PostgreSQL connections of the api worker;
+- where the host's CPU went (cores busy, from ``/proc/stat``): the api workers, the fakes (remote
+  providers in production), the default worker, and the rest (PostgreSQL, Redis, this script).
 
     .venv/bin/python benchmarks/api_concurrency.py --latency-ms 2000
     .venv/bin/python benchmarks/api_concurrency.py --latency-ms 10000 --duration 60
@@ -107,6 +109,13 @@ def tree_pids(pid: int) -> list[int]:
 
 def tree_cpu_seconds(pid: int) -> float:
     return sum(v for p in tree_pids(pid) if not math.isnan(v := cpu_seconds(p)))
+
+
+def host_busy_seconds() -> float:
+    """CPU seconds the whole host has spent busy, over all cores (``/proc/stat``)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
 def fake_stats(url: str) -> dict[str, Any]:
@@ -312,7 +321,19 @@ def sample(
     def api_cpu_seconds() -> float:
         return sum(tree_cpu_seconds(proc.pid) for proc in apis)
 
-    cpu_start = api_cpu_seconds()
+    # Where the host's CPU goes: the fakes stand in for remote providers, so their share
+    # would be free in production; PostgreSQL, Redis and the benchmark are the rest.
+    def others_cpu_seconds() -> dict[str, float]:
+        return {
+            name: tree_cpu_seconds(procs.procs[name].pid) for name in ("fakes", "worker-default")
+        }
+
+    cpu_start, host_start, others_start = (
+        api_cpu_seconds(),
+        host_busy_seconds(),
+        others_cpu_seconds(),
+    )
+    wall_start = time.monotonic()
     answered_start = sum(fake_stats(fakes_url)["answered"].values())
     window_start: float | None = None
     profiler: subprocess.Popen[bytes] | None = None
@@ -343,6 +364,9 @@ def sample(
                 break
             time.sleep(max(0.0, SAMPLE_S - (time.monotonic() - now)))
         cpu_s = api_cpu_seconds() - cpu_start
+        wall_s = time.monotonic() - wall_start
+        host_s = host_busy_seconds() - host_start
+        others_s = {k: v - others_start[k] for k, v in others_cpu_seconds().items()}
         if profiler is not None:
             profiler.wait(timeout=args.duration + 60)
         final = fake_stats(fakes_url)
@@ -378,6 +402,11 @@ def sample(
         "calls_answered": answered_total,
         "answered_by_provider": final["answered"],
         "pg_connections_api_worker_peak": pg_peak,
+        "host_cores_busy": round(host_s / wall_s, 2),
+        "cores_api_workers": round(cpu_s / wall_s, 2),
+        "cores_fakes": round(others_s["fakes"] / wall_s, 2),
+        "cores_default_worker": round(others_s["worker-default"] / wall_s, 2),
+        "cores_rest": round((host_s - cpu_s - sum(others_s.values())) / wall_s, 2),
         "characters_by_status": statuses,
         "ledger_by_status": calls,
         "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
