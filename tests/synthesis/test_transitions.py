@@ -7,6 +7,7 @@ import threading
 import pytest
 from django.db import connection, transaction
 from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 
 from synthesis.models import Batch, Character, StatusChange
 from synthesis.states import TRANSITIONS, BatchKind, CharacterStatus, terminal_states
@@ -103,6 +104,21 @@ def test_a_transition_in_a_transaction_that_rolls_back_leaves_no_trace() -> None
     character.refresh_from_db()
     assert character.status == CharacterStatus.PENDING_HV1
     assert not StatusChange.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_transition_and_its_audit_row_are_one_statement() -> None:
+    # Outside any transaction: one round trip, where the ORM would send BEGIN, UPDATE, INSERT
+    # and COMMIT (the hot path of every pipeline step).
+    character = _character(status=CharacterStatus.PENDING_HV1)
+    assert connection.get_autocommit()
+    with CaptureQueriesContext(connection) as captured:
+        assert transition(
+            Character, character.pk, old=CharacterStatus.PENDING_HV1, new=CharacterStatus.LOCKED
+        )
+    assert len(captured) == 1, [q["sql"] for q in captured]
+    assert StatusChange.objects.get().new == "locked"
 
 
 def test_terminal_states_have_no_way_out() -> None:
