@@ -244,12 +244,6 @@ def _moved_elsewhere(
     return True
 
 
-def gate_step(policy: GatePolicy, subject_id: int, *, here: str | None = None) -> Step:
-    """Take the subject's next step."""
-    step, _ = _step(policy, policy.load(subject_id), None, here=here)
-    return step
-
-
 def _latest_attempt(policy: GatePolicy, subject_id: int) -> GateAttempt:
     attempt = attempts_of(policy, subject_id).order_by("-number").first()
     if attempt is None:
