@@ -114,6 +114,12 @@ class Cluster:
     def stop(self) -> None:
         stop_process_groups(self.procs.values(), timeout=30)
 
+    def log_of(self, name: str) -> str:
+        """Everything process ``name`` has logged, over all its starts."""
+        return "\n".join(
+            path.read_text(errors="replace") for path in sorted(self.base.glob(f"{name}/*.log"))
+        )
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {path.name}\n{path.read_text(errors='replace')[-2500:]}"
