@@ -118,10 +118,16 @@ def to_png(image: Image.Image, metadata: Mapping[str, str] | None = None) -> byt
 
 def from_png(data: bytes) -> Image.Image:
     """Decode PNG bytes (trusted, e.g. our own storage) into a loaded image."""
+    image = png_header(data)
+    image.load()
+    return image
+
+
+def png_header(data: bytes) -> Image.Image:
+    """A PNG (trusted bytes) opened but not decoded: its size and mode come from the header."""
     image = Image.open(io.BytesIO(data))
     if image.format != "PNG":
         raise ImageRejected(f"Expected a PNG image, got {image.format or 'unknown'}.")
-    image.load()
     return image
 
 

@@ -9,10 +9,23 @@ This module only sends. Which queue a step belongs to is decided by the service 
 step's next model call (``synthesis.providers.calls.queue_of``): ``gate.gate_send``,
 ``characters.characters_send_draft``, ``stories.stories_send_script``. Steps without a model
 call go to the default queue.
+
+A worker keeps the next step of its own queue (``handing_on``): while a task runs a step taken
+from queue Q, the first step it sends to Q is handed back to that task, which runs it once the
+step that sent it is done, instead of publishing a message that the same kind of worker would
+take. A chain (draft → render → judge, reference approved → frame starts) then costs no broker
+round trip, acknowledgement or task start per link. Everything else about sending is unchanged:
+the unit's lease and ``sent_at`` are noted first, so a worker that dies before running the step
+leaves it to the reconciler, exactly like a lost message. Further steps (a frame's second
+reference) are published, so work that can run in parallel still spreads over the workers.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from celery import current_app
@@ -49,14 +62,64 @@ def touch_lease(model: type[models.Model], pks: list[int], *, queue: str) -> dat
     return now
 
 
+@dataclass(frozen=True)
+class Step:
+    """A message's content: the task's name, its arguments, its queue and headers."""
+
+    task: str
+    args: tuple[object, ...]
+    queue: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def publish(self) -> None:
+        # Resolved by name (no import of synthesis.tasks here); apply_async honours eager mode.
+        current_app.tasks[self.task].apply_async(
+            args=self.args, queue=self.queue, headers=self.headers
+        )
+
+
+class HandedOn(threading.local):
+    """The step kept for the running task (one per thread: the api worker runs tasks in
+    threads, the default worker one per process)."""
+
+    queue: str | None = None
+    step: Step | None = None
+
+    def take(self) -> Step | None:
+        step, self.step = self.step, None
+        return step
+
+
+_handed_on = HandedOn()
+
+
+@contextmanager
+def handing_on(queue: str) -> Iterator[HandedOn]:
+    """While a worker runs a step from ``queue``: keep the first step sent to ``queue`` for it
+    (``take``) instead of publishing it. On leaving, a step not taken is published."""
+    _handed_on.queue, _handed_on.step = queue, None
+    try:
+        yield _handed_on
+    finally:
+        left = _handed_on.take()
+        _handed_on.queue = None
+        if left is not None:
+            left.publish()
+
+
+def _send(step: Step) -> None:
+    if _handed_on.queue == step.queue and _handed_on.step is None:
+        _handed_on.step = step
+    else:
+        step.publish()
+
+
 def send_on_commit(
     task: str, args: list[object], *, queue: str = DEFAULT_QUEUE, sent_at: datetime | None = None
 ) -> None:
-    # Resolved by name (no import of synthesis.tasks here); apply_async honours eager mode.
     headers = sent_at_headers(sent_at) if sent_at is not None else {}
-    transaction.on_commit(
-        lambda: current_app.tasks[task].apply_async(args=tuple(args), queue=queue, headers=headers)
-    )
+    step = Step(task, tuple(args), queue, headers)
+    transaction.on_commit(lambda: _send(step))
 
 
 def send_step(task: str, args: list[object], *, queue: str, sent_at: datetime) -> None:

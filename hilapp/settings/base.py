@@ -281,6 +281,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# httpx2 and httpcore2: the HTTP stack of the installed openai and google-genai SDKs.
+SDK_HTTP_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -290,6 +292,10 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL") or "INFO"},
+    # The SDKs' HTTP clients log every request at INFO: one line per model call, hundreds a
+    # second on an api worker, each written under the handler's lock. The ledger (ModelCall)
+    # records every call; their warnings and errors still show.
+    "loggers": {name: {"level": "WARNING"} for name in SDK_HTTP_LOGGERS},
 }
 
 # --- Pipeline -----------------------------------------------------------------------------------

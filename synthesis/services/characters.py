@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from hilapp.imaging import from_png, png_metadata, standardize_template, to_png
+from hilapp.imaging import from_png, png_header, png_metadata, standardize_template, to_png
 from review.services import review_item_open
 from synthesis import dispatch
 from synthesis.artifacts import read_bytes
@@ -342,10 +342,13 @@ CHARACTER_GATE = CharacterGate()
 
 
 def _standardized(png: bytes, size: int) -> bytes:
-    image = from_png(png)
-    if image.size == (size, size) and image.mode == "RGB":
-        return png  # keep the provider's bytes (and the simulator's metadata) untouched
-    return to_png(standardize_template(image, size), png_metadata(png))
+    # The header says whether the render already is a size x size RGB PNG (the usual case):
+    # then its bytes are kept untouched (the simulator's metadata too) and its pixels are not
+    # decoded a second time (the adapter decoded them to validate the answer).
+    header = png_header(png)
+    if header.size == (size, size) and header.mode == "RGB":
+        return png
+    return to_png(standardize_template(from_png(png), size), png_metadata(png))
 
 
 def character_apply_review(*, character_id: int, approved: bool, reason: str = "") -> bool:
