@@ -1,12 +1,14 @@
-"""How many model calls one api worker keeps in flight, on PostgreSQL + Redis, against fakes.
+"""How many model calls an API host's api workers keep in flight (PostgreSQL, Redis, fakes).
 
 Starts, each in its own process: the wire-format fakes of OpenAI and Gemini
-(``tests.model_fakes``) answering after ``--latency-ms``; one api worker exactly as the docs
-start it (``python -m hilapp.processes worker-api`` with ``HILAPP_API_CONCURRENCY``,
+(``tests.model_fakes``) answering after ``--latency-ms``; the api workers of one API host
+exactly as the docs start them: one per core (``--processes``, default the host's cores), each
+``python -m hilapp.processes worker-api`` with its own ``HILAPP_NODE_NAME``, its share of
+``--concurrency`` as ``HILAPP_API_CONCURRENCY``,
 ``DB_POOL_MAX_SIZE`` and ``PGAPPNAME=hilapp-api`` so its connections show in
 ``pg_stat_activity``); a default worker (concurrency 1) for bookkeeping. It creates and migrates
 its own database, launches enough characters (planner and judge on OpenAI + Gemini, the
-renderer on Gemini + OpenAI images: three API calls per character) to keep every thread busy,
+renderer on Gemini + OpenAI images: four API calls per character) to keep every thread busy,
 then samples every 0.25 s: requests in flight at the fakes, the api worker's CPU time
 (``/proc/<pid>/stat``) and its PostgreSQL connections. It stops after ``--duration`` seconds of
 steady state (or when the work runs out, or after ``--timeout``) and prints:
@@ -48,7 +50,7 @@ ROLES = {
     "judge": "openai:gpt-4o=1,gemini:gemini-2.5-pro=1",
     "character_renderer": "gemini:gemini-2.5-flash-image=1,openai:gpt-image-1=1",
 }
-CALLS_PER_CHARACTER = 3  # draft, render, judge (the fakes always pass)
+CALLS_PER_CHARACTER = 4  # draft, render, judge SC + PQ (the fakes always pass)
 SAMPLE_S = 0.25
 APP_NAME = "hilapp-api"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -419,7 +421,11 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=2000)
     parser.add_argument("--concurrency", type=int, default=200, help="calls in flight in all")
     parser.add_argument(
-        "--processes", type=int, default=1, help="api worker processes sharing --concurrency"
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="api worker processes sharing --concurrency (default: one per core, as "
+        "docs/deploy.md sizes an API host)",
     )
     parser.add_argument("--db-pool", type=int, default=16, help="DB_POOL_MAX_SIZE (api worker)")
     parser.add_argument("--duration", type=float, default=60, help="steady window, seconds")

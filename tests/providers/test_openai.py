@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from decimal import Decimal
 from typing import Any
@@ -304,3 +305,17 @@ def test_missing_key_fails_without_retry(db: Any, settings: Any) -> None:
     assert caught.value.kind == ErrorKind.UNAVAILABLE and caught.value.permanent
     assert "OPENAI_API_KEY" in str(caught.value)
     assert len(rows()) == 1
+
+
+def test_the_sdk_http_client_logs_no_line_per_request(
+    openai_api: FakeAPI, db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An api worker makes hundreds of calls a second: the HTTP client's INFO line per request
+    # ("HTTP Request: POST …") is off (the ledger has every call); its warnings still show.
+    openai_api.queue(chat(GOOD))
+    with caplog.at_level("INFO"):
+        calls.call_text(text_request(), calls.CallContext(), entry=TEXT)
+
+    assert openai_api.seen, "the request reached the server"
+    assert not [r for r in caplog.records if "HTTP Request" in r.getMessage()]
+    assert logging.getLogger("httpx2").isEnabledFor(logging.WARNING)

@@ -89,14 +89,17 @@ class Cluster:
         """``manage.py`` with ``argv`` on ``host``, as an operator runs a command there."""
         self._once([sys.executable, str(ROOT / "manage.py"), *argv], host=host, timeout=120)
 
-    def start(self, name: str) -> None:
-        home, env = self._home(name)
-        self.starts[name] = self.starts.get(name, 0) + 1
-        log = open(home / f"{name}-{self.starts[name]}.log", "wb")  # noqa: SIM115
-        self.procs[name] = subprocess.Popen(
+    def start(self, name: str, *, as_: str = "", env: dict[str, str] | None = None) -> None:
+        """Start process ``name``; ``as_`` names a second one of the same kind (its own
+        directory, log and handle), ``env`` adds to its environment."""
+        label = as_ or name
+        home, base_env = self._home(label)
+        self.starts[label] = self.starts.get(label, 0) + 1
+        log = open(home / f"{label}-{self.starts[label]}.log", "wb")  # noqa: SIM115
+        self.procs[label] = subprocess.Popen(
             [sys.executable, "-m", "hilapp.processes", name],
             cwd=home,
-            env=env,
+            env={**base_env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
