@@ -133,6 +133,15 @@ def structured_answer(
     raise ValueError(f"no fake answer for a schema with properties {sorted(properties)}")
 
 
+class _Server(ThreadingHTTPServer):
+    # A provider's endpoint accepts hundreds of new connections at once; the standard library's
+    # listen backlog of 5 made the kernel drop SYNs when an api worker opened its pools, and
+    # each dropped SYN cost a call a one-second retransmit (``netstat -s``: "SYNs to LISTEN
+    # sockets dropped").
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 class ModelFakes:
     """The fake server in a thread of this process (``start``/``close``)."""
 
@@ -147,8 +156,7 @@ class ModelFakes:
         self._lock = threading.Lock()
         self._pngs: dict[int, bytes] = {}
         self._count = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", port), self._handler())
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
