@@ -6,7 +6,8 @@ step does nothing, so redelivery after a crash is harmless.
 A pipeline task also runs the step its own step hands on to the same queue
 (``dispatch.handing_on``), and the one that hands on, up to ``CHAIN_MAX`` steps per message.
 A handed-on step that fails is published as an ordinary message, whose task then applies the
-retry policy below; the message that started the chain is not retried for it.
+retry policy below (a budget stop and an unreachable bucket are left as a message would leave
+them); the message that started the chain is not retried for it.
 """
 
 from __future__ import annotations
@@ -111,9 +112,21 @@ def _run_handed_on(step: dispatch.Step) -> None:
         return
     try:
         run(*step.args)
+    except StorageUnavailable as exc:
+        # As for a message (gate_advance): another try now would pay for a render again.
+        log.warning("step left for the reconciler: %s", exc)
+    except ProviderError as exc:
+        if exc.kind == ErrorKind.BUDGET:  # the batch is paused; resuming re-enqueues the work
+            log.info("step stopped: %s", exc)
+            return
+        _send_as_message(step, exc)
     except Exception as exc:  # whatever it was, its own message handles it (and its retries)
-        log.warning("%s%s failed here (%r); sent as a message", step.task, list(step.args), exc)
-        step.publish()
+        _send_as_message(step, exc)
+
+
+def _send_as_message(step: dispatch.Step, exc: Exception) -> None:
+    log.warning("%s%s failed here (%r); sent as a message", step.task, list(step.args), exc)
+    step.publish()
 
 
 @shared_task(bind=True, name=dispatch.DRAFT_TASK)

@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from hilapp.media import StorageUnavailable
 from synthesis import dispatch, tasks
+from synthesis.providers.base import ErrorKind, ProviderError
 from synthesis.services.characters import batch_launch_characters
 from synthesis.states import CharacterStatus
 from tests.conftest import Workers, wait_until
@@ -135,3 +137,39 @@ def test_a_characters_gate_runs_in_the_task_that_drafted_it(celery_workers: Work
     assert sum("character_draft" in line for line in received) == 6, received
     assert not [line for line in received if "gate_advance" in line], received
     assert all(c.attempts.count() == 1 for c in batch.characters.all())
+
+
+@pytest.mark.django_db(transaction=True)  # on_commit runs at once, as in a worker
+def test_a_handed_on_step_that_cannot_store_its_image_is_left_for_the_reconciler(
+    monkeypatch: pytest.MonkeyPatch, published: list[dispatch.Step]
+) -> None:
+    # Sending it again at once would pay for a render again: as gate_advance does for a message,
+    # the step waits for its lease to run out (it was noted as sent when it was handed on).
+    def first() -> None:
+        dispatch.send_on_commit(STEP, [1], queue="celery")
+
+    def bucket_down(_: int) -> None:
+        raise StorageUnavailable("the media bucket could not be reached")
+
+    monkeypatch.setitem(tasks.STEPS, "synthesis.tasks.first", first)
+    monkeypatch.setitem(tasks.STEPS, STEP, bucket_down)
+    tasks._run(_worker_task("celery"), "synthesis.tasks.first", ())
+
+    assert published == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_handed_on_step_stopped_by_the_budget_is_not_sent_again(
+    monkeypatch: pytest.MonkeyPatch, published: list[dispatch.Step]
+) -> None:
+    def first() -> None:
+        dispatch.send_on_commit(STEP, [1], queue="celery")
+
+    def over_budget(_: int) -> None:
+        raise ProviderError("budget reached", kind=ErrorKind.BUDGET)
+
+    monkeypatch.setitem(tasks.STEPS, "synthesis.tasks.first", first)
+    monkeypatch.setitem(tasks.STEPS, STEP, over_budget)
+    tasks._run(_worker_task("celery"), "synthesis.tasks.first", ())
+
+    assert published == []  # the batch is paused; resuming it sends the work again
