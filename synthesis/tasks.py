@@ -6,8 +6,8 @@ step does nothing, so redelivery after a crash is harmless.
 A pipeline task also runs the step its own step hands on to the same queue
 (``dispatch.handing_on``), and the one that hands on, up to ``CHAIN_MAX`` steps per message.
 A handed-on step that fails is published as an ordinary message, whose task then applies the
-retry policy below (a budget stop and an unreachable bucket are left as a message would leave
-them); the message that started the chain is not retried for it.
+retry policy below, unless its failure is one no message is sent again for (``_stopped_for_now``);
+the message that started the chain is not retried for it.
 """
 
 from __future__ import annotations
@@ -37,13 +37,25 @@ RETRY_MAX = 6
 CHAIN_MAX = 8
 
 
-def _retry_transient(task: Task, exc: ProviderError) -> None:
-    """Transient provider trouble outlived the call-level retries: try the step again later.
+def _stopped_for_now(exc: Exception) -> bool:
+    """Is ``exc`` a failure whose step is not sent again at once? Logs it if so.
 
-    A budget stop is not retried: the batch is paused, and resuming it re-enqueues the work.
+    A budget stop: the batch is paused, and resuming it re-enqueues the work. An unreachable
+    bucket: botocore has already retried (AWS_MAX_ATTEMPTS tries) and another try may pay for a
+    render again; the reconciler sends the step again once its lease has run out.
     """
-    if exc.kind == ErrorKind.BUDGET:
+    if isinstance(exc, StorageUnavailable):
+        log.warning("step left for the reconciler: %s", exc)
+        return True
+    if isinstance(exc, ProviderError) and exc.kind == ErrorKind.BUDGET:
         log.info("step stopped: %s", exc)
+        return True
+    return False
+
+
+def _retry_transient(task: Task, exc: ProviderError) -> None:
+    """Transient provider trouble outlived the call-level retries: try the step again later."""
+    if _stopped_for_now(exc):
         return
     if task.request.retries >= RETRY_MAX:
         log.warning("giving up for now (the reconciler will resend): %s", exc)
@@ -112,21 +124,10 @@ def _run_handed_on(step: dispatch.Step) -> None:
         return
     try:
         run(*step.args)
-    except StorageUnavailable as exc:
-        # As for a message (gate_advance): another try now would pay for a render again.
-        log.warning("step left for the reconciler: %s", exc)
-    except ProviderError as exc:
-        if exc.kind == ErrorKind.BUDGET:  # the batch is paused; resuming re-enqueues the work
-            log.info("step stopped: %s", exc)
-            return
-        _send_as_message(step, exc)
     except Exception as exc:  # whatever it was, its own message handles it (and its retries)
-        _send_as_message(step, exc)
-
-
-def _send_as_message(step: dispatch.Step, exc: Exception) -> None:
-    log.warning("%s%s failed here (%r); sent as a message", step.task, list(step.args), exc)
-    step.publish()
+        if not _stopped_for_now(exc):
+            log.warning("%s%s failed here (%r); sent as a message", step.task, list(step.args), exc)
+            step.publish()
 
 
 @shared_task(bind=True, name=dispatch.DRAFT_TASK)
@@ -144,9 +145,7 @@ def gate_advance(self: Task, kind: str, subject_id: int, queue: str | None = Non
     except ProviderError as exc:
         _retry_transient(self, exc)
     except StorageUnavailable as exc:
-        # Not retried here: each try may pay for a render again. botocore has already retried
-        # (AWS_MAX_ATTEMPTS tries); the reconciler sends the step again once its lease has run out.
-        log.warning("step left for the reconciler: %s", exc)
+        _stopped_for_now(exc)
 
 
 @shared_task(name="synthesis.tasks.reconcile")

@@ -179,8 +179,9 @@ class Workers:
     def stop_all(self) -> None:
         stop_process_groups(self.procs, timeout=20)
 
-    def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.log_dir.glob("*.log"))
+    def logs(self, tail: int = 3000) -> str:
+        """The last ``tail`` characters of each worker's log (0: all of it)."""
+        return "\n".join(p.read_text(errors="replace")[-tail:] for p in self.log_dir.glob("*.log"))
 
 
 def stop_process_groups(procs: Iterable[subprocess.Popen[bytes]], *, timeout: float) -> None:

@@ -81,23 +81,6 @@ def test_a_chain_stops_after_chain_max_steps_and_publishes_the_rest(
 
 
 @pytest.mark.django_db(transaction=True)  # on_commit runs at once, as in a worker
-def test_a_handed_on_step_that_fails_is_published_and_the_first_step_is_not_retried(
-    monkeypatch: pytest.MonkeyPatch, published: list[dispatch.Step]
-) -> None:
-    def first() -> None:
-        dispatch.send_on_commit(STEP, ["boom"], queue="celery")
-
-    def failing(_: str) -> None:
-        raise RuntimeError("provider SDK bug")
-
-    monkeypatch.setitem(tasks.STEPS, "synthesis.tasks.first", first)
-    monkeypatch.setitem(tasks.STEPS, STEP, failing)
-    tasks._run(_worker_task("celery"), "synthesis.tasks.first", ())  # does not raise
-
-    assert [(step.task, step.args) for step in published] == [(STEP, ("boom",))]
-
-
-@pytest.mark.django_db(transaction=True)  # on_commit runs at once, as in a worker
 def test_a_step_kept_by_a_step_that_then_fails_is_still_published(
     monkeypatch: pytest.MonkeyPatch, published: list[dispatch.Step]
 ) -> None:
@@ -132,44 +115,41 @@ def test_a_characters_gate_runs_in_the_task_that_drafted_it(celery_workers: Work
         message="6 characters to reach HV1 or discard",
     )
 
-    log = "\n".join(p.read_text(errors="replace") for p in celery_workers.log_dir.glob("*.log"))
-    received = [line for line in log.splitlines() if "received" in line.lower()]
+    received = [line for line in celery_workers.logs(tail=0).splitlines() if "received" in line]
     assert sum("character_draft" in line for line in received) == 6, received
     assert not [line for line in received if "gate_advance" in line], received
     assert all(c.attempts.count() == 1 for c in batch.characters.all())
 
 
+@pytest.mark.parametrize(
+    ("failure", "sent_again"),
+    [
+        # anything else: its own message handles it, and the first step is not retried for it
+        (RuntimeError("provider SDK bug"), True),
+        # sending it again at once would pay for a render again: as gate_advance does for a
+        # message, it waits for its lease to run out (it was noted as sent when handed on)
+        (StorageUnavailable("the media bucket could not be reached"), False),
+        # the batch is paused; resuming it sends the work again
+        (ProviderError("budget reached", kind=ErrorKind.BUDGET), False),
+    ],
+    ids=["other", "bucket", "budget"],
+)
 @pytest.mark.django_db(transaction=True)  # on_commit runs at once, as in a worker
-def test_a_handed_on_step_that_cannot_store_its_image_is_left_for_the_reconciler(
-    monkeypatch: pytest.MonkeyPatch, published: list[dispatch.Step]
-) -> None:
-    # Sending it again at once would pay for a render again: as gate_advance does for a message,
-    # the step waits for its lease to run out (it was noted as sent when it was handed on).
-    def first() -> None:
-        dispatch.send_on_commit(STEP, [1], queue="celery")
-
-    def bucket_down(_: int) -> None:
-        raise StorageUnavailable("the media bucket could not be reached")
-
-    monkeypatch.setitem(tasks.STEPS, "synthesis.tasks.first", first)
-    monkeypatch.setitem(tasks.STEPS, STEP, bucket_down)
-    tasks._run(_worker_task("celery"), "synthesis.tasks.first", ())
-
-    assert published == []
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_handed_on_step_stopped_by_the_budget_is_not_sent_again(
-    monkeypatch: pytest.MonkeyPatch, published: list[dispatch.Step]
+def test_a_handed_on_step_that_fails_is_sent_as_a_message_unless_a_message_would_not_be(
+    monkeypatch: pytest.MonkeyPatch,
+    published: list[dispatch.Step],
+    failure: Exception,
+    sent_again: bool,
 ) -> None:
     def first() -> None:
-        dispatch.send_on_commit(STEP, [1], queue="celery")
+        dispatch.send_on_commit(STEP, ["boom"], queue="celery")
 
-    def over_budget(_: int) -> None:
-        raise ProviderError("budget reached", kind=ErrorKind.BUDGET)
+    def failing(_: str) -> None:
+        raise failure
 
     monkeypatch.setitem(tasks.STEPS, "synthesis.tasks.first", first)
-    monkeypatch.setitem(tasks.STEPS, STEP, over_budget)
-    tasks._run(_worker_task("celery"), "synthesis.tasks.first", ())
+    monkeypatch.setitem(tasks.STEPS, STEP, failing)
+    tasks._run(_worker_task("celery"), "synthesis.tasks.first", ())  # does not raise
 
-    assert published == []  # the batch is paused; resuming it sends the work again
+    expected = [(STEP, ("boom",))] if sent_again else []
+    assert [(step.task, step.args) for step in published] == expected

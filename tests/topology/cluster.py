@@ -7,6 +7,7 @@ directory with its own ``HILAPP_VAR_DIR``, with the documented production enviro
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,6 +21,13 @@ from tests.conftest import _database_url, stop_process_groups
 from tests.model_fakes import ModelFakes
 
 ROOT = Path(__file__).resolve().parents[2]
+# Planner, judge and renderer on the API providers: a character's four calls all go to the api
+# queue (draft, render, VIEScore SC and PQ).
+API_ROLES = {
+    "planner": "openai:gpt-4o=1,gemini:gemini-2.5-pro=1",
+    "judge": "openai:gpt-4o=1,gemini:gemini-2.5-pro=1",
+    "character_renderer": "gemini:gemini-2.5-flash-image=1,openai:gpt-image-1=1",
+}
 # The test process's own settings, which a deployed process must not inherit.
 TEST_ONLY = ("HILAPP_TESTING", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE", "DEBUG")
 
@@ -88,6 +96,22 @@ class Cluster:
     def manage(self, *argv: str, host: str) -> None:
         """``manage.py`` with ``argv`` on ``host``, as an operator runs a command there."""
         self._once([sys.executable, str(ROOT / "manage.py"), *argv], host=host, timeout=120)
+
+    def launch_api_characters(self, count: int, *, seed: int) -> None:
+        """Launch ``count`` characters whose every call goes to OpenAI or Gemini (the api queue),
+        as an operator does from the web host."""
+        params = json.dumps({"roles": API_ROLES})
+        self.manage(
+            "launch_batch",
+            "characters",
+            "--count",
+            str(count),
+            "--seed",
+            str(seed),
+            "--params",
+            params,
+            host="web",
+        )
 
     def start(self, name: str, *, as_: str = "", env: dict[str, str] | None = None) -> None:
         """Start process ``name``; ``as_`` names a second one of the same kind (its own

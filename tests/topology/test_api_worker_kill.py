@@ -11,7 +11,6 @@ ledger must account for every answered request (a call cut by the kill may have 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,6 @@ from tests.topology.cluster import Cluster, deployment_environment
 CHARACTERS = 150
 # Enough in flight that the kill strikes far more calls than the old 32 threads could hold.
 IN_FLIGHT_AT_KILL = 100
-ROLES = {
-    "planner": "openai:gpt-4o=1,gemini:gemini-2.5-pro=1",
-    "judge": "openai:gpt-4o=1,gemini:gemini-2.5-pro=1",
-    "character_renderer": "gemini:gemini-2.5-flash-image=1,openai:gpt-image-1=1",
-}
 RESTING = ("pending_hv1", "discarded", "failed")
 
 
@@ -63,18 +57,7 @@ def test_killing_the_api_worker_with_its_calls_in_flight_loses_and_duplicates_no
 
     nodes, fakes = api_cluster
     assert API_CONCURRENCY >= 200
-    params = json.dumps({"roles": ROLES})
-    nodes.manage(
-        "launch_batch",
-        "characters",
-        "--count",
-        str(CHARACTERS),
-        "--seed",
-        "5",
-        "--params",
-        params,
-        host="web",
-    )
+    nodes.launch_api_characters(CHARACTERS, seed=5)
     try:
         wait_until(
             lambda: fakes.stats()["in_flight"] >= IN_FLIGHT_AT_KILL,

@@ -5,12 +5,12 @@ A Python process runs Python on one core at a time, so an API host runs one
 Two of them here, each in its own working directory with the documented production environment,
 beside a default worker and beat, on PostgreSQL + Redis + S3 (moto), with the wire-format fakes:
 both take calls from the one ``api`` queue (the ledger names the worker of every call), every
-character comes to rest once, and their PostgreSQL connections stay within two pools.
+character comes to rest once, its gate runs in the task that drafted it (no gate message is
+received), and their PostgreSQL connections stay within two pools.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,6 @@ from tests.topology.cluster import Cluster, deployment_environment
 
 CHARACTERS = 60
 NODES = ("apihost-1", "apihost-2")
-ROLES = {
-    "planner": "openai:gpt-4o=1,gemini:gemini-2.5-pro=1",
-    "judge": "openai:gpt-4o=1,gemini:gemini-2.5-pro=1",
-    "character_renderer": "gemini:gemini-2.5-flash-image=1,openai:gpt-image-1=1",
-}
 
 
 @pytest.fixture
@@ -74,17 +69,7 @@ def test_two_api_workers_on_one_host_share_the_api_queue(
     from synthesis.models import Character, ModelCall, StatusChange
 
     nodes, fakes = api_host
-    nodes.manage(
-        "launch_batch",
-        "characters",
-        "--count",
-        str(CHARACTERS),
-        "--seed",
-        "9",
-        "--params",
-        json.dumps({"roles": ROLES}),
-        host="web",
-    )
+    nodes.launch_api_characters(CHARACTERS, seed=9)
     peak = 0
 
     def rested() -> bool:
@@ -106,3 +91,7 @@ def test_two_api_workers_on_one_host_share_the_api_queue(
     # every request the fakes answered is one ok row of the ledger, and no more
     ok = ModelCall.objects.filter(status="ok").count()
     assert ok == sum(fakes.stats()["answered"].values()) == CHARACTERS * 4
+    # each character's gate ran in the task that drafted it (steps handed on, not sent)
+    logs = "".join(nodes.log_of(f"worker-api-{node}") for node in NODES)
+    assert logs.count("character_draft[") >= CHARACTERS
+    assert "gate_advance[" not in logs
