@@ -10,7 +10,8 @@ its work twice:
 
 A worker claims an attempt with a lease before calling a model, so two deliveries of the same
 message never pay for the same step twice; a lease left by a dead worker expires and the
-reconciler sends the subject round again.
+reconciler sends the subject round again. A run that produces an attempt and judges it too
+keeps the lease from the one step to the next instead of claiming it twice.
 
 Each step runs on the queue of the provider its model call uses (``gate_queue``): a worker
 that finds the next step belongs to another queue sends the subject there and stops, so a GPU
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -156,7 +158,9 @@ def attempt_open(
 ) -> GateAttempt | None:
     """Create attempt ``number``; None if a racer created it first (unique constraint)."""
     try:
-        with transaction.atomic():
+        # Inside a transaction a savepoint keeps it usable when the racer's row makes the
+        # INSERT fail; in autocommit the INSERT is its own transaction (no BEGIN, no COMMIT).
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
             return GateAttempt.objects.create(
                 kind=policy.kind,
                 number=number,
@@ -186,10 +190,13 @@ def gate_run(
     # latest attempt is loaded once too: a step that moves it (or opens the next) hands it on.
     subject = policy.load(subject_id)
     attempt: GateAttempt | None = None
+    held = False  # whether this run holds the lease of ``attempt`` for its next step
     for _ in range(max_steps):
-        step, attempt = _step(policy, subject, attempt, here=here)
+        step, attempt, held = _step(policy, subject, attempt, held=held, here=here)
         if step != Step.CONTINUE:
             break
+    if held and attempt is not None:  # the run stopped before the step it kept the lease for
+        _release(attempt)
     return step
 
 
@@ -232,15 +239,16 @@ def gate_start(
     return attempt
 
 
+def _runs_here(call: PlannedCall | None, here: str | None) -> bool:
+    return here is None or queue_of(call) == here
+
+
 def _moved_elsewhere(
     policy: GatePolicy, subject: Any, call: PlannedCall | None, here: str | None
 ) -> bool:
-    if here is None:
+    if _runs_here(call, here):
         return False
-    queue = queue_of(call)
-    if queue == here:
-        return False
-    dispatch.gate(policy.kind, subject.pk, queue=queue)
+    dispatch.gate(policy.kind, subject.pk, queue=queue_of(call))
     return True
 
 
@@ -252,28 +260,37 @@ def _latest_attempt(policy: GatePolicy, subject_id: int) -> GateAttempt:
 
 
 def _step(
-    policy: GatePolicy, subject: Any, attempt: GateAttempt | None, *, here: str | None
-) -> tuple[Step, GateAttempt | None]:
-    """One step; returns it and the subject's latest attempt as the step left it (None: not
-    known here, e.g. a racer moved it, so the next step loads it)."""
+    policy: GatePolicy, subject: Any, attempt: GateAttempt | None, *, held: bool, here: str | None
+) -> tuple[Step, GateAttempt | None, bool]:
+    """One step; returns it, the subject's latest attempt as the step left it (None: not known
+    here, e.g. a racer moved it, so the next step loads it) and whether this run holds that
+    attempt's lease for its next step.
+
+    ``held`` is only true for an attempt this run has just produced and judges here: the
+    subject does not change within a run, so the judge step follows at once."""
     if not policy.is_active(subject):
-        return Step.DONE, None
+        return Step.DONE, None, False
     attempt = attempt or _latest_attempt(policy, subject.pk)
     if attempt.status in (AttemptStatus.PENDING, AttemptStatus.PRODUCED):
         if _moved_elsewhere(policy, subject, next_call(policy, subject, attempt), here):
-            return Step.MOVED, None
-        return _work_on(policy, subject, attempt)
+            return Step.MOVED, None, False
+        return _work_on(policy, subject, attempt, held=held, here=here)
     if attempt.status == AttemptStatus.PASSED:
         with transaction.atomic():
             policy.on_pass(subject, attempt)
-        return Step.DONE, None
+        return Step.DONE, None, False
     if attempt.status == AttemptStatus.ERRORED:
         with transaction.atomic():
             policy.on_error(
                 subject, attempt, ProviderError(attempt.error, kind=ErrorKind.BAD_REQUEST)
             )
-        return Step.DONE, None
-    return _after_failure(policy, subject, attempt, here=here)
+        return Step.DONE, None, False
+    step, opened = _after_failure(policy, subject, attempt, here=here)
+    return step, opened, False
+
+
+def _lease_from_now() -> datetime:
+    return timezone.now() + timedelta(seconds=settings.HILAPP_LEASE_S)
 
 
 def _claim(attempt: GateAttempt) -> bool:
@@ -281,8 +298,13 @@ def _claim(attempt: GateAttempt) -> bool:
     return bool(
         GateAttempt.objects.filter(pk=attempt.pk, status=attempt.status)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + timedelta(seconds=settings.HILAPP_LEASE_S))
+        .update(lease_until=_lease_from_now())
     )
+
+
+def _release(attempt: GateAttempt) -> None:
+    """Free the attempt's lease, so that the step sent again (reconciler, retry) can claim it."""
+    GateAttempt.objects.filter(pk=attempt.pk).update(lease_until=None)
 
 
 def _move(attempt: GateAttempt, new: AttemptStatus, **updates: Any) -> GateAttempt | None:
@@ -297,23 +319,27 @@ def _move(attempt: GateAttempt, new: AttemptStatus, **updates: Any) -> GateAttem
 
 
 def _work_on(
-    policy: GatePolicy, subject: Any, attempt: GateAttempt
-) -> tuple[Step, GateAttempt | None]:
-    if not _claim(attempt):
-        return Step.BUSY, None
+    policy: GatePolicy, subject: Any, attempt: GateAttempt, *, held: bool, here: str | None
+) -> tuple[Step, GateAttempt | None, bool]:
+    if not held and not _claim(attempt):
+        return Step.BUSY, None, False
     try:
         if attempt.status == AttemptStatus.PENDING:
             produced = policy.produce(subject, attempt)
             name, digest = policy.save_image(produced.image)
+            # Judged in this run: the move keeps the lease for the judge step (no second
+            # claim); a worker that dies in between leaves it to expire, like any claim.
+            keep = _runs_here(policy.judge_call(subject, attempt), here)
             moved = _move(
                 attempt,
                 AttemptStatus.PRODUCED,
                 image=name,
                 image_sha256=digest,
                 producer_model=produced.model_label,
-                lease_until=None,
+                lease_until=_lease_from_now() if keep else None,
             )
         else:
+            keep = False
             verdict = policy.judge(subject, attempt)
             moved = _move(
                 attempt,
@@ -330,7 +356,7 @@ def _work_on(
             )
     except ProviderError as exc:
         if exc.kind == ErrorKind.BUDGET:
-            GateAttempt.objects.filter(pk=attempt.pk).update(lease_until=None)
+            _release(attempt)
             raise
         if exc.permanent or exc.kind == ErrorKind.MALFORMED:
             # A model that refuses, or whose answer never parses, gives no result: the
@@ -343,15 +369,15 @@ def _work_on(
                 finished_at=timezone.now(),
                 lease_until=None,
             )
-            return Step.CONTINUE, moved
-        GateAttempt.objects.filter(pk=attempt.pk).update(lease_until=None)
+            return Step.CONTINUE, moved, False
+        _release(attempt)
         raise
     except StorageUnavailable:
         # The produced image could not be stored (or the judged one read): the reconciler sends
         # the step again, which must find the attempt unclaimed.
-        GateAttempt.objects.filter(pk=attempt.pk).update(lease_until=None)
+        _release(attempt)
         raise
-    return Step.CONTINUE, moved
+    return Step.CONTINUE, moved, keep and moved is not None
 
 
 def _failures(policy: GatePolicy, subject: Any) -> int:

@@ -50,9 +50,12 @@ KEY_PREFIX = "hilapp:limits:"
 # the next 429s at once.
 PAUSE_JITTER_SHARE = 0.25
 PAUSE_JITTER_MAX_S = 2.0
-# How long a worker trusts its last "circuit closed" answer (seconds). Asking the shared
-# backend on every call is a Redis round trip per route entry per call; an open circuit is
-# never cached, and this worker's own reports forget the cached answer at once.
+# How long a worker trusts its last "circuit closed" answer (seconds), and with it whether any
+# failure was counted. Asking the shared backend on every call is a Redis round trip per route
+# entry per call; an open circuit is never cached, and this worker's own failures forget the
+# cached answer at once. A success resets the failure count only when one was seen (its
+# DELETE would be a second round trip per call), so another worker's failure counted within
+# the last CLOSED_CACHE_S may outlive a success here.
 CLOSED_CACHE_S = 0.5
 
 
@@ -102,7 +105,8 @@ class Backend(Protocol):
 
     def success(self, label: str) -> None: ...
 
-    def is_open(self, label: str) -> bool: ...
+    def circuit(self, label: str) -> tuple[bool, bool]:
+        """(open, failures counted) for the entry."""
 
     def reset(self) -> None: ...
 
@@ -152,9 +156,9 @@ class LocalBackend:
             self._fails.pop(label, None)
             self._open_until.pop(label, None)
 
-    def is_open(self, label: str) -> bool:
+    def circuit(self, label: str) -> tuple[bool, bool]:
         with self._lock:
-            return self._open_until.get(label, 0.0) > time.monotonic()
+            return self._open_until.get(label, 0.0) > time.monotonic(), label in self._fails
 
     def reset(self) -> None:
         with self._lock:
@@ -273,8 +277,9 @@ class RedisBackend:
     def success(self, label: str) -> None:
         self.client.delete(f"{KEY_PREFIX}fails:{label}", f"{KEY_PREFIX}open:{label}")
 
-    def is_open(self, label: str) -> bool:
-        return bool(self.client.exists(f"{KEY_PREFIX}open:{label}"))
+    def circuit(self, label: str) -> tuple[bool, bool]:
+        fails, is_open = self.client.mget(f"{KEY_PREFIX}fails:{label}", f"{KEY_PREFIX}open:{label}")
+        return is_open is not None, fails is not None
 
     def reset(self) -> None:
         keys = list(self.client.scan_iter(match=f"{KEY_PREFIX}*", count=500))
@@ -313,7 +318,10 @@ def _call(method: str, *args: Any, **kwargs: Any) -> Any:
         return getattr(_local, method)(*args, **kwargs)
 
 
+# Until when (monotonic) this worker trusts that an entry's circuit is closed, and that no
+# failure of it is counted.
 _closed_until: dict[str, float] = {}
+_no_failures_until: dict[str, float] = {}
 
 
 def available(entry: RouteEntry) -> bool:
@@ -324,11 +332,21 @@ def available(entry: RouteEntry) -> bool:
     now = time.monotonic()
     if _closed_until.get(entry.label, 0.0) > now:
         return True
-    if _call("is_open", entry.label):
-        _closed_until.pop(entry.label, None)
+    is_open, failing = _call("circuit", entry.label)
+    if is_open:
+        _forget(entry.label)
         return False
     _closed_until[entry.label] = now + CLOSED_CACHE_S
+    if failing:
+        _no_failures_until.pop(entry.label, None)
+    else:
+        _no_failures_until[entry.label] = now + CLOSED_CACHE_S
     return True
+
+
+def _forget(label: str) -> None:
+    _closed_until.pop(label, None)
+    _no_failures_until.pop(label, None)
 
 
 def released_pause_s(wait: float) -> float:
@@ -350,9 +368,10 @@ def acquire(entry: RouteEntry, *, tokens: int) -> None:
 def report(entry: RouteEntry, *, error: ProviderError | None) -> None:
     """Record the outcome of a call (feeds the circuit breaker and Retry-After pauses)."""
     if error is None:
-        _call("success", entry.label)  # closes the circuit: a cached "closed" stays true
+        if _no_failures_until.get(entry.label, 0.0) <= time.monotonic():
+            _call("success", entry.label)  # closes the circuit: a cached "closed" stays true
         return
-    _closed_until.pop(entry.label, None)
+    _forget(entry.label)
     if error.kind == ErrorKind.RATE_LIMIT and error.retry_after:
         _call("pause", entry.provider, min(error.retry_after, MAX_PAUSE_S))
     if error.kind in CIRCUIT_KINDS and not error.permanent:
@@ -371,6 +390,7 @@ def report(entry: RouteEntry, *, error: ProviderError | None) -> None:
 def reset() -> None:
     """Forget all limiter and circuit state (tests; an admin action after an outage)."""
     _closed_until.clear()
+    _no_failures_until.clear()
     _local.reset()
     try:
         _call("reset")

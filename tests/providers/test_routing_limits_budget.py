@@ -130,6 +130,39 @@ def test_retry_after_pauses_the_provider(settings: Any, shared: bool) -> None:
     assert time.monotonic() - started < 0.1
 
 
+@pytest.mark.parametrize("shared", SHARED)
+def test_a_success_resets_the_failure_count_only_when_one_is_counted(
+    settings: Any, shared: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shared:
+        redis_backend(settings)
+    monkeypatch.setattr(limits, "CLOSED_CACHE_S", 0.05)
+    backend = limits.backend()
+    other_worker = limits.RedisBackend(settings.HILAPP_REDIS_URL) if shared else backend
+    resets: list[str] = []
+    reset_for_real = backend.success
+    monkeypatch.setattr(
+        backend, "success", lambda label: [resets.append(label), reset_for_real(label)]
+    )
+
+    assert limits.available(GPT)
+    for _ in range(5):
+        limits.report(GPT, error=None)
+    assert resets == []  # no failure counted: nothing to reset, no round trip
+    limits.report(GPT, error=server_error())  # this worker's own failure is reset at once
+    limits.report(GPT, error=None)
+    assert resets == [GPT.label]
+
+    other_worker.failure(GPT.label, threshold=3, cooldown_s=5)
+    time.sleep(0.06)  # the cached answer is stale: the next check sees the count
+    assert limits.available(GPT)
+    limits.report(GPT, error=None)
+    assert resets == [GPT.label, GPT.label]
+    # The count was reset: two more failures do not reach the threshold of three.
+    assert not other_worker.failure(GPT.label, threshold=3, cooldown_s=5)
+    assert not other_worker.failure(GPT.label, threshold=3, cooldown_s=5)
+
+
 def redis_backend(settings: Any) -> None:
     settings.HILAPP_REDIS_URL = "redis://127.0.0.1:6379/5"
     limits.reset()
@@ -144,7 +177,7 @@ def test_redis_state_is_shared_between_workers(settings: Any) -> None:
     worker_b = limits.RedisBackend(settings.HILAPP_REDIS_URL)
     worker_a.failure(GPT.label, threshold=2, cooldown_s=5)
     worker_b.failure(GPT.label, threshold=2, cooldown_s=5)  # two workers, one count
-    assert worker_a.is_open(GPT.label) and worker_b.is_open(GPT.label)
+    assert worker_a.circuit(GPT.label)[0] and worker_b.circuit(GPT.label)[0]
     worker_a.pause("gemini", 2.0)
     assert 1.5 < worker_b.take("gemini", None, 0) <= 2.0
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import transaction
 
 from hilapp.imaging import sha256_hex, to_png
 from review.models import ItemStatus, ReviewItem
@@ -305,6 +306,116 @@ def test_a_worker_step_that_finds_its_object_past_the_step_does_nothing(
     gate_run(REFERENCE_GATE, frame.cast.first().pk)
     assert ModelCall.objects.count() == calls
     assert Frame.objects.get(pk=frame.pk).status == FrameStatus.APPROVED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_opening_an_attempt_a_racer_opened_gives_none_and_changes_nothing(
+    run_stories: Run,
+) -> None:
+    from synthesis.gate import Retry, attempt_open, attempt_prompt
+
+    frame = frames_of(run_stories(count=1)).first()
+    before = chain(frame)
+    taken = before[-1]
+    plan = Retry(action=AttemptAction.APT, prompt=attempt_prompt(taken), diagnostic="racer")
+
+    def open_taken() -> GateAttempt | None:
+        return attempt_open(FRAME_GATE, frame.pk, number=taken.number, round_=1, plan=plan)
+
+    assert open_taken() is None  # in autocommit
+    with transaction.atomic():  # inside a transaction, which goes on
+        assert open_taken() is None
+        Frame.objects.filter(pk=frame.pk).update(reason="written after the racer")
+    assert Frame.objects.get(pk=frame.pk).reason == "written after the racer"
+    assert chain(frame) == before
+    assert not GateAttempt.objects.filter(diagnostic="racer").exists()
+
+
+def _pending_regeneration(run_stories: Run, capture: Any) -> Frame:
+    """A hard-failed frame sent round again by HV3, its new attempt not yet worked on."""
+    batch = run_stories(count=1, identity_drift=1.0)
+    set_faults(batch)  # the model behaves now
+    frame = frames_of(batch).first()
+    with capture(execute=False):  # the gate's message is never delivered
+        assert frame_apply_hv3(frame_id=frame.pk, choice="regenerate", reason="again")
+    assert chain(frame)[-1].status == AttemptStatus.PENDING
+    return frame
+
+
+def _lease_claims(queries: Any) -> int:
+    return sum(
+        q["sql"].startswith('UPDATE "synthesis_gateattempt" SET "lease_until"') for q in queries
+    )
+
+
+@pytest.mark.django_db
+def test_a_run_that_produces_and_judges_an_attempt_claims_it_once(
+    run_stories: Run, django_capture_on_commit_callbacks: Any
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from synthesis.gate import gate_run
+
+    frame = _pending_regeneration(run_stories, django_capture_on_commit_callbacks)
+    with CaptureQueriesContext(connection) as queries:
+        gate_run(FRAME_GATE, frame.pk)
+    assert _lease_claims(queries) == 1
+    judged = chain(frame)[-1]
+    assert judged.status == AttemptStatus.PASSED and judged.lease_until is None
+
+
+@pytest.mark.django_db
+def test_a_run_that_dies_before_judging_leaves_the_kept_lease_to_expire(
+    run_stories: Run, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from synthesis.gate import Step, gate_run
+
+    frame = _pending_regeneration(run_stories, django_capture_on_commit_callbacks)
+
+    def worker_dies(*args: Any) -> None:
+        raise RuntimeError("killed between produce and judge")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(FRAME_GATE), "judge", worker_dies)
+        with pytest.raises(RuntimeError):
+            gate_run(FRAME_GATE, frame.pk)
+    produced = chain(frame)[-1]
+    assert produced.status == AttemptStatus.PRODUCED
+    assert produced.lease_until is not None and produced.lease_until > timezone.now()
+    calls = ModelCall.objects.count()
+
+    assert gate_run(FRAME_GATE, frame.pk) == Step.BUSY  # a second delivery pays for nothing
+    assert ModelCall.objects.count() == calls
+    expired = timezone.now() - timedelta(seconds=1)
+    GateAttempt.objects.filter(pk=produced.pk).update(lease_until=expired)
+    assert gate_run(FRAME_GATE, frame.pk) == Step.DONE
+    assert chain(frame)[-1].status == AttemptStatus.PASSED
+    assert Frame.objects.get(pk=frame.pk).status == FrameStatus.APPROVED
+
+
+@pytest.mark.django_db
+def test_an_attempt_judged_on_another_queue_is_left_unleased_for_it(
+    run_stories: Run, django_capture_on_commit_callbacks: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from synthesis import gate
+    from synthesis.providers.base import Role
+
+    frame = _pending_regeneration(run_stories, django_capture_on_commit_callbacks)
+    # The arbitrator is an API model: its step belongs to the api queue.
+    monkeypatch.setattr(
+        gate, "queue_of", lambda call: "api" if call and call.role == Role.ARBITRATOR else "celery"
+    )
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        assert gate.gate_run(FRAME_GATE, frame.pk, here="celery") == gate.Step.MOVED
+    produced = chain(frame)[-1]
+    assert produced.status == AttemptStatus.PRODUCED
+    assert produced.lease_until is None  # the api worker claims it at once
+    assert len(sent) == 1
 
 
 @pytest.mark.django_db
