@@ -177,11 +177,23 @@ class ReferenceGate(GatePolicy):
 REFERENCE_GATE = ReferenceGate()
 
 
+def _waiting_on_references(frame_id: int) -> bool:
+    """True while references are being edited and none is left to start: this call has nothing
+    to do, and the approval of the last one advances the frame. One light query instead of
+    loading the frame and its cast, for every approval but the last."""
+    statuses = set(
+        FrameCharacter.objects.filter(frame_id=frame_id).values_list("reference_status", flat=True)
+    )
+    return ReferenceStatus.PENDING not in statuses and bool(statuses - {ReferenceStatus.APPROVED})
+
+
 def frame_references_advance(*, frame_id: int) -> bool:
     """Start the frame's pending references; once all are approved, start the frame itself.
 
     Runs after the commit of each approved reference, so the last one to commit sees them all.
     """
+    if _waiting_on_references(frame_id):
+        return False
     frame = Frame.objects.select_related("story__batch", "story__frames_batch").get(pk=frame_id)
     if frame.status != FrameStatus.REFERENCES or not batch_accepts_work(frame.story.phase3_batch):
         return False

@@ -419,6 +419,27 @@ def test_an_attempt_judged_on_another_queue_is_left_unleased_for_it(
 
 
 @pytest.mark.django_db
+def test_an_approval_before_a_frames_last_reference_costs_one_query(
+    run_stories: Run, django_assert_num_queries: Any
+) -> None:
+    from django.db.models import Count
+
+    frame = frames_of(run_stories(count=2)).annotate(n=Count("cast")).filter(n__gte=2).first()
+    assert frame is not None
+    in_flight = frame.cast.first()
+    FrameCharacter.objects.filter(pk=in_flight.pk).update(reference_status=ReferenceStatus.EDITING)
+    Frame.objects.filter(pk=frame.pk).update(status=FrameStatus.REFERENCES)
+
+    with django_assert_num_queries(1):
+        assert frame_references_advance(frame_id=frame.pk) is False
+    assert Frame.objects.get(pk=frame.pk).status == FrameStatus.REFERENCES
+
+    FrameCharacter.objects.filter(pk=in_flight.pk).update(reference_status=ReferenceStatus.APPROVED)
+    assert frame_references_advance(frame_id=frame.pk) is True  # the last approval moves it on
+    assert Frame.objects.get(pk=frame.pk).status != FrameStatus.REFERENCES
+
+
+@pytest.mark.django_db
 def test_provenance_shows_the_whole_history_to_admins_only(
     run_stories: Run, django_capture_on_commit_callbacks: Any, make_user: Any, client: Any
 ) -> None:
