@@ -72,7 +72,12 @@ def frame_cast(frame: Frame) -> list[FrameCharacter]:
     prefetched: list[FrameCharacter] | None = getattr(frame, "cast_in_order", None)
     if prefetched is not None:
         return prefetched
-    return list(_cast_query().filter(frame=frame))
+    return frame_cast_of(frame.pk)
+
+
+def frame_cast_of(frame_id: int) -> list[FrameCharacter]:
+    """The cast of a frame that is not loaded, in slot order."""
+    return list(_cast_query().filter(frame_id=frame_id))
 
 
 def _sim_subject(frame: Frame, cast: list[FrameCharacter]) -> dict[str, Any]:
