@@ -246,9 +246,12 @@ def _runs_here(call: PlannedCall | None, here: str | None) -> bool:
 def _moved_elsewhere(
     policy: GatePolicy, subject: Any, call: PlannedCall | None, here: str | None
 ) -> bool:
-    if _runs_here(call, here):
+    if here is None:
         return False
-    dispatch.gate(policy.kind, subject.pk, queue=queue_of(call))
+    queue = queue_of(call)  # routed once: the same rule as _runs_here
+    if queue == here:
+        return False
+    dispatch.gate(policy.kind, subject.pk, queue=queue)
     return True
 
 
